@@ -1,0 +1,121 @@
+"""``connector status``: the UID map and the message log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from connector.cli import Context, parse_uuid
+from connector.state.store import MeetingOverview, StateStore
+
+
+def register(commands: Any) -> None:
+    status = commands.add_parser("status", help="show the UID map and the message log")
+    status.add_argument("activity", nargs="?", type=parse_uuid, metavar="ACTIVITY_ID")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=run_status)
+
+
+def overview_as_dict(item: MeetingOverview) -> dict[str, Any]:
+    s = item.state
+    return {
+        "activity_id": str(s.activity_id),
+        "uid": s.uid,
+        "sequence": s.sequence,
+        "organizer": {"email": s.organizer.email, "name": s.organizer.name},
+        "sender_login": s.sender_login,
+        "sender_kind": s.sender_kind.value,
+        "invited": [{"email": a.email, "name": a.name} for a in s.invited],
+        "title": s.snapshot.title,
+        "start": s.snapshot.start.isoformat(),
+        "end": s.snapshot.end.isoformat(),
+        "location": s.snapshot.location,
+        "cancelled": s.cancelled,
+        "last_sent_at": s.last_sent_at.isoformat(),
+        "messages": {
+            "pending": item.pending,
+            "failed": item.failed,
+            "parked": item.parked,
+            "sent": item.sent,
+        },
+        "problem": item.last_problem,
+        "problem_at": item.last_problem_at.isoformat() if item.last_problem_at else None,
+    }
+
+
+def message_log(store: StateStore, activity: Any) -> list[dict[str, Any]]:
+    msgs = store.messages(activity_id=activity)
+    attempts = store.attempts([m.id for m in msgs]) if msgs else []
+    out = []
+    for m in msgs:
+        out.append(
+            {
+                "id": m.id,
+                "method": m.method,
+                "sequence": m.sequence,
+                "sender": m.sender,
+                "sender_login": m.sender_login,
+                "recipients": list(m.recipients),
+                "message_id": m.message_id,
+                "origin": m.origin,
+                "status": m.status,
+                "attempts": m.attempts,
+                "error": m.last_error,
+                "error_code": m.error_code,
+                "created_at": m.created_at.isoformat(),
+                "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+                "attempt_log": [
+                    {
+                        "worker": a.worker,
+                        "started_at": a.started_at.isoformat(),
+                        "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                        "outcome": a.outcome,
+                        "status_code": a.status_code,
+                        "error_code": a.error_code,
+                    }
+                    for a in attempts
+                    if a.message == m.id
+                ],
+            }
+        )
+    return out
+
+
+def run_status(args: argparse.Namespace, ctx: Context) -> int:
+    store = StateStore.from_url(ctx.config.state.url)
+    try:
+        items = store.overview(args.activity)
+        log = message_log(store, args.activity) if args.activity else []
+    finally:
+        store.close()
+    if args.json:
+        data: dict[str, Any] = {"meetings": [overview_as_dict(i) for i in items]}
+        if args.activity:
+            data["messages"] = log
+        ctx.print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    if not items:
+        ctx.print(ctx.t("label_no_meetings"))
+        return 0
+    for item in items:
+        s = item.state
+        flag = " CANCELLED" if s.cancelled else ""
+        ctx.print(f"{s.activity_id}  {s.snapshot.title}{flag}")
+        ctx.print(f"  UID={s.uid} SEQUENCE={s.sequence}")
+        ctx.print(f"  organizer={s.organizer.name} <{s.organizer.email}> login={s.sender_login}")
+        ctx.print(f"  invited={', '.join(a.email for a in s.invited)}")
+        ctx.print(
+            f"  last_sent={s.last_sent_at:%Y-%m-%d %H:%M:%S}Z sent={item.sent} "
+            f"pending={item.pending} failed={item.failed} parked={item.parked}"
+        )
+        if item.last_problem:
+            ctx.print(f"  problem={item.last_problem}")
+    for entry in log:
+        ctx.print(
+            f"  #{entry['id']} {entry['method']} SEQUENCE={entry['sequence']} "
+            f"{entry['status']} attempts={entry['attempts']} "
+            f"to={','.join(entry['recipients'])}"
+            + (f" error={entry['error_code']}: {entry['error']}" if entry["error"] else "")
+        )
+    return 0

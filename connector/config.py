@@ -1,0 +1,393 @@
+"""The configuration: one YAML file, validated by pydantic, secrets from the environment.
+
+``${NAME}`` (or ``${NAME:-default}``) anywhere in a string value is replaced by the environment
+variable. Every problem is collected and reported at once with its path, e.g.
+``crm.url: field required``; :func:`load_config` then raises :class:`ConfigError` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from mapping.addresses import normalise_email
+from mapping.crm_names import CANCELLED_STATUS, CrmNames
+from mapping.errors import ConfigError
+from mapping.timezones import is_known_zone
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_db_url(value: str) -> str:
+    try:
+        make_url(value)
+    except ArgumentError as exc:
+        raise ValueError("not a valid SQLAlchemy database URL") from exc
+    return value
+
+
+class NamesConfig(_Section):
+    invitation_flag: str = "UsrInvitationAvailable"
+    location: str = "Location"
+    invitation_mailbox_setting: str = "UsrInvitationMailbox"
+    default_timezone_setting: str = "DefaultTimeZone"
+
+    @model_validator(mode="after")
+    def _identifiers(self) -> NamesConfig:
+        problems = self.to_names().problems()
+        if problems:
+            raise ValueError("; ".join(f"{name}: {text}" for name, text in problems))
+        return self
+
+    def to_names(self) -> CrmNames:
+        return CrmNames(**self.model_dump())
+
+
+class CrmConfig(_Section):
+    url: str
+    db_schema: str | None = None
+    names: NamesConfig = NamesConfig()
+    cancelled_status_ids: list[UUID] = Field(default_factory=lambda: [CANCELLED_STATUS])
+    read_only: bool = True
+    batch_size: int = Field(500, ge=1, le=10_000)
+
+    _url = field_validator("url")(_check_db_url)
+
+    @field_validator("db_schema")
+    @classmethod
+    def _schema(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value):
+            raise ValueError("must be a plain SQL identifier")
+        return value
+
+
+class StateConfig(_Section):
+    url: str = "sqlite:///connector-state.db"
+    token_cache_key: SecretStr | None = None
+
+    _url = field_validator("url")(_check_db_url)
+
+
+class DirectoryConfig(_Section):
+    path: Path = Path("outbox")
+
+
+class CertificateConfig(_Section):
+    pfx_path: Path | None = None
+    passphrase: SecretStr | None = None
+    pem_path: Path | None = None
+    public_certificate_path: Path | None = None
+    thumbprint: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CertificateConfig:
+        if (self.pfx_path is None) == (self.pem_path is None):
+            raise ValueError("give either pfx_path or pem_path")
+        return self
+
+
+class GraphConfig(_Section):
+    tenant_id: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    certificate: CertificateConfig | None = None
+    mode: Literal["app", "delegated"] = "app"
+    authority_host: str = "https://login.microsoftonline.com"
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    ca_bundle: Path | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    scopes: list[str] = Field(default_factory=lambda: ["Mail.Send", "Mail.Send.Shared"])
+
+    @model_validator(mode="after")
+    def _credential(self) -> GraphConfig:
+        if self.mode == "app" and (self.client_secret is None) == (self.certificate is None):
+            raise ValueError("app mode needs exactly one of client_secret or certificate")
+        for name in ("authority_host", "base_url"):
+            if not str(getattr(self, name)).startswith("https://"):
+                raise ValueError(f"{name} must be an https:// URL")
+        return self
+
+
+class SmtpConfig(_Section):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    ca_bundle: Path | None = None
+    local_hostname: str | None = None
+
+
+class MailboxesConfig(_Section):
+    fallback: str | None = None
+    fallback_name: str | None = None
+    users: dict[str, str] = Field(default_factory=dict)
+    max_recipients_per_message: int = Field(500, ge=1, le=500)
+    rate_per_minute: int = Field(30, ge=1, le=10_000)
+    max_concurrent: int = Field(4, ge=1, le=64)
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        address = normalise_email(value)
+        if address is None:
+            raise ValueError(f"'{value}' is not a valid e-mail address")
+        return address
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, value: dict[str, str]) -> dict[str, str]:
+        out = {}
+        bad = []
+        for login, raw in value.items():
+            address = normalise_email(raw)
+            if address is None:
+                bad.append(f"{login}: '{raw}' is not a valid e-mail address")
+            else:
+                out[login.lower()] = address
+        if bad:
+            raise ValueError("; ".join(bad))
+        return out
+
+
+class InvitationsConfig(_Section):
+    language: Literal["ru", "en"] = "ru"
+    default_timezone: str = "Europe/Moscow"
+    uid_domain: str = "bpmsoft-connector.local"
+    include_notes: bool = False
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if not is_known_zone(value):
+            raise ValueError(f"unknown time zone '{value}'")
+        return value
+
+    @field_validator("uid_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", value):
+            raise ValueError("must be a domain name such as example.com")
+        return value.lower()
+
+
+class DeliveryConfig(_Section):
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_max_seconds: float = Field(120.0, ge=0, le=3600)
+    backoff_initial_seconds: float = Field(30.0, ge=0)
+    backoff_max_seconds: float = Field(3600.0, ge=0)
+    claim_seconds: float = Field(300.0, ge=5)
+
+
+class SyncConfig(_Section):
+    interval_seconds: float = Field(60.0, gt=0)
+    reconcile_minutes: float = Field(60.0, gt=0)
+    overlap_seconds: float = Field(300.0, ge=0)
+    cancel_removed_participants: bool = True
+    invite_new_participants: bool = False
+    skip_past_meetings: bool = True
+    lease_seconds: float = Field(120.0, ge=5)
+
+
+class ApiConfig(_Section):
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    tokens: list[SecretStr] = Field(default_factory=list)
+    public_url: str | None = None
+    link_ttl_seconds: int = Field(600, ge=10, le=86400)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "kv"] = "kv"
+
+
+class Config(_Section):
+    crm: CrmConfig
+    state: StateConfig = StateConfig()
+    transport: Literal["directory", "graph", "smtp"] = "directory"
+    directory: DirectoryConfig = DirectoryConfig()
+    graph: GraphConfig | None = None
+    smtp: SmtpConfig | None = None
+    mailboxes: MailboxesConfig = MailboxesConfig()
+    invitations: InvitationsConfig = InvitationsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    sync: SyncConfig = SyncConfig()
+    api: ApiConfig = ApiConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _transport_section(self) -> Config:
+        if self.transport == "graph" and self.graph is None:
+            raise ValueError("transport is 'graph' but the graph section is missing")
+        if self.transport == "smtp" and self.smtp is None:
+            raise ValueError("transport is 'smtp' but the smtp section is missing")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for log scrubbing."""
+        found: list[str] = []
+        if self.state.token_cache_key:
+            found.append(self.state.token_cache_key.get_secret_value())
+        if self.graph is not None:
+            if self.graph.client_secret:
+                found.append(self.graph.client_secret.get_secret_value())
+            cert = self.graph.certificate
+            if cert is not None and cert.passphrase:
+                found.append(cert.passphrase.get_secret_value())
+        if self.smtp is not None and self.smtp.password:
+            found.append(self.smtp.password.get_secret_value())
+        found.extend(t.get_secret_value() for t in self.api.tokens)
+        for url in (self.crm.url, self.state.url):
+            password = make_url(url).password
+            if password:
+                found.append(str(password))
+        return [s for s in found if s]
+
+
+def expand_env(
+    data: Any, environ: Mapping[str, str], path: str = "", language: str = "en"
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Replace ``${NAME}`` references in every string; return the data and the problems."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(data, dict):
+        out: dict[Any, Any] = {}
+        for key, value in data.items():
+            out[key], sub = expand_env(
+                value, environ, f"{path}.{key}" if path else str(key), language
+            )
+            problems.extend(sub)
+        return out, problems
+    if isinstance(data, list):
+        items = []
+        for index, value in enumerate(data):
+            item, sub = expand_env(value, environ, f"{path}[{index}]", language)
+            items.append(item)
+            problems.extend(sub)
+        return items, problems
+    if isinstance(data, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            text = (
+                f"переменная окружения {name} не задана"
+                if language == "ru"
+                else f"environment variable {name} is not set"
+            )
+            problems.append((path, text))
+            return ""
+
+        return _ENV_REF.sub(repl, data), problems
+    return data, problems
+
+
+_PYDANTIC_RU = {
+    "missing": "обязательное поле не задано",
+    "extra_forbidden": "неизвестный ключ",
+    "literal_error": "недопустимое значение",
+    "bool_parsing": "ожидается true или false",
+    "int_parsing": "ожидается целое число",
+    "float_parsing": "ожидается число",
+    "uuid_parsing": "ожидается UUID",
+    "string_type": "ожидается строка",
+    "dict_type": "ожидается раздел (словарь)",
+    "list_type": "ожидается список",
+    "greater_than": "значение слишком мало",
+    "greater_than_equal": "значение слишком мало",
+    "less_than_equal": "значение слишком велико",
+    "model_type": "ожидается раздел (словарь)",
+}
+
+
+def _problems(error: ValidationError, language: str) -> list[tuple[str, str]]:
+    out = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-"))
+        kind = item["type"]
+        if kind == "missing":
+            text = "field required"
+        elif kind == "value_error":
+            text = str(item["msg"]).removeprefix("Value error, ")
+        else:
+            text = str(item["msg"])
+        if language == "ru" and kind in _PYDANTIC_RU:
+            text = _PYDANTIC_RU[kind]
+        out.append((loc, text))
+    return out
+
+
+def parse_config(
+    raw: Any, environ: Mapping[str, str] | None = None, language: str = "en"
+) -> Config:
+    """Validate an already-parsed YAML document. Raises ConfigError with every problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([("", "the file must be a YAML mapping of sections")])
+    data, problems = expand_env(raw, os.environ if environ is None else environ, "", language)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        unset = {path for path, _ in problems}
+        problems.extend(p for p in _problems(exc, language) if p[0] not in unset)
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, language: str = "en"
+) -> Config:
+    """Read and validate the YAML file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("", f"file not found: {file}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([("", f"cannot read {file}: {type(exc).__name__}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([("", f"{file}: {where}{problem}")]) from None
+    return parse_config(raw, environ, language)

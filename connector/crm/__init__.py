@@ -1,0 +1,1 @@
+"""Reading BPMSoft's own tables (read-only)."""

@@ -1,0 +1,272 @@
+"""Delivering outbox messages: claim, send through the transport within the mailbox limits,
+retry transient failures with tenacity (honouring Retry-After, bounded in time), mark the result.
+
+Outcomes of one delivery run of a message:
+
+* ``sent``: the transport accepted it;
+* ``failed``: transient errors outlasted this run's retry budget; the message becomes due again
+  after a backoff (``delivery.backoff_*``), until ``delivery.max_attempts`` runs, then parked;
+* ``parked``: a permanent error, or the attempt budget is spent; ``connector retry`` re-queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from connector.config import DeliveryConfig
+from connector.limits import MailboxLimiter
+from connector.ports import Envelope, Transport
+from connector.state.store import StateStore, StoredMessage
+from mapping.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+log = logging.getLogger("connector.delivery")
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    message: int
+    method: str
+    sequence: int
+    recipients: tuple[str, ...]
+    status: str  # sent | failed | parked | lost (the claim was taken over meanwhile)
+    error: DeliveryError | None = None
+
+
+class _Wait:
+    """Retry-After when the server gave one, else exponential backoff with jitter."""
+
+    def __init__(self) -> None:
+        self.backoff = wait_exponential_jitter(initial=1, max=30)
+
+    def __call__(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and outcome.failed:
+            error = outcome.exception()
+            if isinstance(error, TransientDeliveryError) and error.retry_after is not None:
+                return max(0.0, float(error.retry_after))
+        return float(self.backoff(state))
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: StateStore,
+        transport: Transport,
+        limiter: MailboxLimiter,
+        policy: DeliveryConfig,
+        *,
+        worker: str,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.limiter = limiter
+        self.policy = policy
+        self.worker = worker
+        self.clock = clock
+        self.sleep = sleep
+        self.stats: dict[str, int] = {"sent": 0, "failed": 0, "parked": 0, "retries": 0}
+
+    # -- running the queue ----------------------------------------------------------------
+    def deliver_activity(self, activity_id: UUID) -> list[DeliveryResult]:
+        """Deliver every due message of one activity, in order (the manual path)."""
+        results: list[DeliveryResult] = []
+        while True:
+            claimed = self.store.claim(
+                self.worker, self.clock(), self.policy.claim_seconds, activity_id=activity_id
+            )
+            if not claimed:
+                return results
+            result = self.deliver(claimed[0])
+            results.append(result)
+            if result.status != "sent":
+                return results
+
+    def drain(
+        self, limit: int = 1000, stop: Callable[[], bool] = lambda: False
+    ) -> list[DeliveryResult]:
+        """Deliver due messages of any activity until none is due, ``limit`` or ``stop()``."""
+        results: list[DeliveryResult] = []
+        while len(results) < limit and not stop():
+            claimed = self.store.claim(self.worker, self.clock(), self.policy.claim_seconds)
+            if not claimed:
+                break
+            results.append(self.deliver(claimed[0]))
+        return results
+
+    # -- one message ----------------------------------------------------------------------
+    def deliver(self, message: StoredMessage) -> DeliveryResult:
+        """Send one claimed message and record the outcome."""
+        envelope = Envelope(
+            sender=message.sender,
+            sender_login=message.sender_login,
+            recipients=message.recipients,
+            mime=message.mime,
+            message_id=message.message_id,
+            uid=message.uid,
+            sequence=message.sequence,
+            method=message.method,
+        )
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientDeliveryError),
+            wait=_Wait(),
+            stop=stop_before_delay(self.policy.retry_max_seconds),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            receipt = retrying(self._attempt, message, envelope)
+        except TransientDeliveryError as error:
+            return self._failed(message, error)
+        except PermanentDeliveryError as error:
+            return self._park(message, error)
+        except DeliveryError as error:  # neither kind: treat as transient
+            return self._failed(message, error)
+        now = self.clock()
+        kept = self.store.finish(message.id, self.worker, status="sent", now=now)
+        self.stats["sent"] += 1
+        log.info(
+            "event=message_sent message=%s method=%s sequence=%s recipients=%d sender=%s "
+            "receipt=%s",
+            message.id,
+            message.method,
+            message.sequence,
+            len(message.recipients),
+            message.sender,
+            receipt,
+        )
+        return DeliveryResult(
+            message.id,
+            message.method,
+            message.sequence,
+            message.recipients,
+            "sent" if kept else "lost",
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        self.stats["retries"] += 1
+        log.info("event=retry_wait seconds=%.2f", seconds)
+        self.sleep(seconds)
+
+    def _attempt(self, message: StoredMessage, envelope: Envelope) -> str:
+        started = self.clock()
+        self.store.extend_claim(
+            message.id, self.worker, started + timedelta(seconds=self.policy.claim_seconds)
+        )
+        try:
+            with self.limiter.slot(envelope.sender):
+                receipt = self.transport.send(envelope)
+        except DeliveryError as error:
+            outcome = "transient" if isinstance(error, TransientDeliveryError) else "permanent"
+            self.store.add_attempt(
+                message.id,
+                self.worker,
+                started_at=started,
+                finished_at=self.clock(),
+                outcome=outcome,
+                status_code=error.status,
+                error_code=error.remote_code or error.code,
+                detail=error.detail,
+            )
+            log.warning(
+                "event=attempt_failed message=%s outcome=%s status=%s code=%s",
+                message.id,
+                outcome,
+                error.status,
+                error.remote_code or error.code,
+            )
+            raise
+        except Exception as error:
+            self.store.add_attempt(
+                message.id,
+                self.worker,
+                started_at=started,
+                finished_at=self.clock(),
+                outcome="transient",
+                error_code="unexpected",
+                detail=type(error).__name__,
+            )
+            log.exception("event=attempt_crashed message=%s", message.id)
+            raise TransientDeliveryError(detail=f"unexpected {type(error).__name__}") from error
+        self.store.add_attempt(
+            message.id,
+            self.worker,
+            started_at=started,
+            finished_at=self.clock(),
+            outcome="sent",
+            detail=receipt[:200],
+        )
+        return receipt
+
+    def _failed(self, message: StoredMessage, error: DeliveryError) -> DeliveryResult:
+        if message.attempts >= self.policy.max_attempts:
+            return self._park(message, error)
+        now = self.clock()
+        delay = min(
+            self.policy.backoff_initial_seconds * (2 ** max(message.attempts - 1, 0)),
+            self.policy.backoff_max_seconds,
+        )
+        kept = self.store.finish(
+            message.id,
+            self.worker,
+            status="failed",
+            now=now,
+            error=error.detail or error.code,
+            error_code=error.remote_code or error.code,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        self.stats["failed"] += 1
+        log.warning(
+            "event=message_failed message=%s attempts=%d retry_in=%.0f code=%s",
+            message.id,
+            message.attempts,
+            delay,
+            error.remote_code or error.code,
+        )
+        return DeliveryResult(
+            message.id,
+            message.method,
+            message.sequence,
+            message.recipients,
+            "failed" if kept else "lost",
+            error,
+        )
+
+    def _park(self, message: StoredMessage, error: DeliveryError) -> DeliveryResult:
+        kept = self.store.finish(
+            message.id,
+            self.worker,
+            status="parked",
+            now=self.clock(),
+            error=error.detail or error.code,
+            error_code=error.remote_code or error.code,
+        )
+        self.stats["parked"] += 1
+        log.error(
+            "event=message_parked message=%s attempts=%d code=%s",
+            message.id,
+            message.attempts,
+            error.remote_code or error.code,
+        )
+        return DeliveryResult(
+            message.id,
+            message.method,
+            message.sequence,
+            message.recipients,
+            "parked" if kept else "lost",
+            error,
+        )

@@ -1,0 +1,1 @@
+"""The connector's own store: the UID map, the outbox and message log, sync bookkeeping."""

@@ -1,0 +1,1 @@
+"""Transports: where finished messages go (a folder, Microsoft Graph, an SMTP server)."""

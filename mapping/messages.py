@@ -1,0 +1,215 @@
+"""User-facing texts in Russian and English, keyed by stable codes.
+
+The codes are the ones the CLI prints, the HTTP API returns in ``code`` and the tests assert.
+Texts follow the wording of the BPMSoft add-on's manual where it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+LANGUAGES = ("ru", "en")
+
+CATALOG: dict[str, dict[str, str]] = {
+    # refusals (exit code 3, HTTP 4xx)
+    "not_found": {
+        "ru": "Активность {activity_id} не найдена.",
+        "en": "Activity {activity_id} was not found.",
+    },
+    "user_not_found": {
+        "ru": "Пользователь «{login}» не найден в CRM.",
+        "en": "User '{login}' was not found in the CRM.",
+    },
+    "user_inactive": {
+        "ru": "Пользователь «{login}» неактивен.",
+        "en": "User '{login}' is inactive.",
+    },
+    "category_not_enabled": {
+        "ru": "Для категории «{category}» отправка приглашений недоступна. Администратор может "
+        "включить признак «Доступно приглашение» в справочнике «Категории активностей».",
+        "en": "Invitations are not available for the category '{category}'. An administrator "
+        "can tick 'Invitation available' in the 'Activity categories' lookup.",
+    },
+    "no_mailbox": {
+        "ru": "Не удалось отправить приглашение: к пользователю «{login}» не привязана личная "
+        "почта, а системная настройка «Почта для отправки приглашений» не заполнена.",
+        "en": "The invitation cannot be sent: user '{login}' has no personal mailbox linked and "
+        "the system setting 'Mailbox for sending invitations' is empty.",
+    },
+    "no_mailbox_rights": {
+        "ru": "Не удалось отправить приглашение: у пользователя «{login}» нет прав на отправку "
+        "писем с почтового ящика {mailbox}. Администратор может выдать право «Отправка писем» "
+        "в настройках доступа к ящику.",
+        "en": "The invitation cannot be sent: user '{login}' has no right to send e-mails from "
+        "the mailbox {mailbox}. An administrator can grant 'Send emails' in the mailbox's "
+        "access settings.",
+    },
+    "no_recipients": {
+        "ru": "Нет получателей: ни у одного выбранного участника нет адреса электронной почты.",
+        "en": "No recipients: none of the selected participants has an e-mail address.",
+    },
+    "location_empty": {
+        "ru": "Не заполнено место встречи. Отправить приглашения без места встречи?",
+        "en": "The meeting place is empty. Send the invitations without a place?",
+    },
+    "invalid_time": {
+        "ru": "У встречи не заданы корректные начало и завершение ({detail}).",
+        "en": "The meeting has no valid start and end ({detail}).",
+    },
+    "unknown_recipient": {
+        "ru": "«{recipient}» не является участником активности; приглашать можно только "
+        "участников.",
+        "en": "'{recipient}' is not a participant of the activity; only participants can be "
+        "invited.",
+    },
+    "meeting_cancelled": {
+        "ru": "Встреча отменена, приглашения по ней не отправлялись.",
+        "en": "The meeting is cancelled and no invitations were sent for it.",
+    },
+    "not_logged_in": {
+        "ru": "Пользователь «{login}» не выполнил вход в Microsoft 365 для отправки писем. "
+        "Администратор может выполнить: connector login --as {login}",
+        "en": "User '{login}' has not signed in to Microsoft 365 for sending. An administrator "
+        "can run: connector login --as {login}",
+    },
+    "second_instance": {
+        "ru": "Другой экземпляр коннектора уже работает с этим хранилищем SQLite ({detail}). "
+        "Для нескольких экземпляров используйте PostgreSQL.",
+        "en": "Another connector instance already runs on this SQLite store ({detail}). Use "
+        "PostgreSQL for several instances.",
+    },
+    # results
+    "sent": {
+        "ru": "Приглашения на встречу успешно отправлены ({count}).",
+        "en": "Meeting invitations were sent successfully ({count}).",
+    },
+    "queued": {
+        "ru": "Приглашения поставлены в очередь на отправку ({count}).",
+        "en": "Meeting invitations were queued for sending ({count}).",
+    },
+    "nothing_to_send": {
+        "ru": "Изменений нет: все выбранные участники уже получили актуальное приглашение.",
+        "en": "Nothing changed: every selected participant already has the current invitation.",
+    },
+    "dry_run": {
+        "ru": "Пробный запуск: ничего не отправлено.",
+        "en": "Dry run: nothing was sent.",
+    },
+    # errors
+    "usage": {"ru": "Неверный вызов: {detail}", "en": "Invalid usage: {detail}"},
+    "config_invalid": {
+        "ru": "Ошибки в конфигурации ({count}):",
+        "en": "The configuration has errors ({count}):",
+    },
+    "delivery_failed": {
+        "ru": "Ошибка отправки приглашения: {detail}",
+        "en": "The invitation could not be delivered: {detail}",
+    },
+    "delivery_transient": {
+        "ru": "Временная ошибка отправки приглашения: {detail}",
+        "en": "Temporary delivery error: {detail}",
+    },
+    "delivery_permanent": {
+        "ru": "Ошибка отправки приглашения: {detail}",
+        "en": "The invitation could not be delivered: {detail}",
+    },
+    "crm_unavailable": {
+        "ru": "База данных CRM недоступна: {detail}",
+        "en": "The CRM database is unavailable: {detail}",
+    },
+    "state_unavailable": {
+        "ru": "Хранилище коннектора недоступно: {detail}",
+        "en": "The connector's state store is unavailable: {detail}",
+    },
+    "unexpected": {
+        "ru": "Непредвиденная ошибка ({kind}). Подробности в журнале.",
+        "en": "Unexpected error ({kind}). See the log for details.",
+    },
+    # warnings shown by the draft (the dialog of figure 2.4)
+    "warn_location_empty": {
+        "ru": "Не заполнено место встречи.",
+        "en": "The meeting place is empty.",
+    },
+    "warn_no_email": {
+        "ru": "У участника «{name}» нет адреса электронной почты: приглашение ему не будет "
+        "отправлено.",
+        "en": "Participant '{name}' has no e-mail address and will not be invited.",
+    },
+    "warn_bad_email": {
+        "ru": "У участника «{name}» неверный адрес электронной почты ({email}): приглашение ему "
+        "не будет отправлено.",
+        "en": "Participant '{name}' has an invalid e-mail address ({email}) and will not be "
+        "invited.",
+    },
+    "warn_meeting_past": {
+        "ru": "Встреча уже прошла.",
+        "en": "The meeting is already over.",
+    },
+    "warn_already_sent": {
+        "ru": "Приглашения уже отправлялись (последний раз {when}); при изменениях участники "
+        "получат обновление.",
+        "en": "Invitations were sent before (last on {when}); participants get an update if "
+        "anything changed.",
+    },
+    # labels of the command-line output
+    "label_sender": {"ru": "Отправитель", "en": "Sender"},
+    "label_personal": {"ru": "личная почта", "en": "personal mailbox"},
+    "label_fallback": {
+        "ru": "почта для отправки приглашений",
+        "en": "mailbox for sending invitations",
+    },
+    "label_participants": {"ru": "Участники", "en": "Participants"},
+    "label_you": {"ru": "вы", "en": "you"},
+    "label_warnings": {"ru": "Предупреждения", "en": "Warnings"},
+    "label_recipients": {"ru": "Получатели", "en": "Recipients"},
+    "label_skipped": {"ru": "Не приглашены", "en": "Not invited"},
+    "label_place": {"ru": "Место", "en": "Place"},
+    "label_time": {"ru": "Время", "en": "Time"},
+    "label_status": {"ru": "Статус", "en": "Status"},
+    "label_empty": {"ru": "(не указано)", "en": "(empty)"},
+    "label_yes_no": {"ru": "[да/нет]", "en": "[yes/no]"},
+    "label_not_sent": {
+        "ru": "Приглашения не отправлены.",
+        "en": "No invitations were sent.",
+    },
+    "label_no_meetings": {
+        "ru": "Приглашения ещё не отправлялись.",
+        "en": "No invitations have been sent yet.",
+    },
+    "problem_no_email": {"ru": "нет адреса", "en": "no address"},
+    "problem_bad_email": {"ru": "неверный адрес", "en": "invalid address"},
+    "problem_duplicate_email": {"ru": "адрес повторяется", "en": "duplicate address"},
+    "problem_organizer": {"ru": "организатор", "en": "organizer"},
+    "outcome_sent": {"ru": "отправлено", "en": "sent"},
+    "outcome_failed": {"ru": "ошибка, будет повторено", "en": "failed, will be retried"},
+    "outcome_parked": {"ru": "не отправлено", "en": "not sent"},
+    "outcome_lost": {"ru": "передано другому процессу", "en": "taken over by another worker"},
+    "outcome_pending": {"ru": "в очереди", "en": "queued"},
+}
+
+
+def render(code: str, language: str, params: Mapping[str, Any] | None = None) -> str:
+    """The text for ``code`` in ``language`` (falls back to English, then to the code)."""
+    entry = CATALOG.get(code)
+    if entry is None:
+        return code
+    template = entry.get(language) or entry["en"]
+    values = _Defaulting(params or {})
+    return template.format_map(values)
+
+
+class _Defaulting(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def normalise_language(value: str | None, default: str = "ru") -> str:
+    """Map 'ru-RU', 'en_US.UTF-8', 'ru,en;q=0.8' and the like to one of :data:`LANGUAGES`."""
+    if not value:
+        return default
+    for part in value.replace("_", "-").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return default
