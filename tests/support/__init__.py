@@ -1,0 +1,1 @@
+"""Test support: independent checkers, database fixtures, small real fakes."""
