@@ -15,6 +15,7 @@ from babel.dates import format_date
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from mapping.model import Attendee, Snapshot
+from mapping.text import clean_block, clean_line, display_name
 
 LABELS: dict[str, dict[str, str]] = {
     "ru": {
@@ -58,7 +59,8 @@ class Body:
 
 
 def person(a: Attendee) -> str:
-    return f"{a.name} <{a.email}>" if a.name and a.name != a.email else a.email
+    name = display_name(a.name)
+    return f"{name} <{a.email}>" if name and name != a.email else a.email
 
 
 def format_when(start: datetime, end: datetime, zone: ZoneInfo, language: str) -> str:
@@ -95,12 +97,12 @@ def render_body(
         "L": labels,
         "language": language,
         "heading": labels[heading_key] if heading_key else "",
-        "title": snapshot.title,
+        "title": clean_line(snapshot.title),
         "when": format_when(snapshot.start, snapshot.end, zone, language),
-        "place": snapshot.location,
+        "place": clean_line(snapshot.location),
         "organizer": person(organizer),
         "invited": [person(a) for a in invited],
-        "notes": snapshot.description,
+        "notes": clean_block(snapshot.description),
     }
     text = _ENV.get_template("invitation.txt.j2").render(values).rstrip() + "\n"
     html = _ENV.get_template("invitation.html.j2").render(values)

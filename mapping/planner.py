@@ -53,8 +53,10 @@ def snapshot_of(meeting: Meeting, *, include_notes: bool = False) -> Snapshot:
         raise Refusal("invalid_time", detail=f"{missing} is empty")
     if meeting.end < meeting.start:
         raise Refusal("invalid_time", detail="end before start")
+    # an activity without a title (possible through the database) is named after its category
+    title = clean_line(meeting.title, TITLE_LIMIT) or clean_line(meeting.category_name) or "—"
     return Snapshot(
-        title=clean_line(meeting.title, TITLE_LIMIT),
+        title=title,
         start=meeting.start,
         end=meeting.end,
         location=clean_line(meeting.location, LOCATION_LIMIT),

@@ -74,10 +74,12 @@ def test_1_2_without_default_send_via_then_oldest(world: World) -> None:
     w = world
     user = w.writer.user("Petrov", w.writer.contact("Петров Пётр", "petrov@ivanov.ru"))
     w.writer.mailbox(user, "newer@ivanov.ru", send_via=True, created_on=w.clock.now)
-    w.writer.mailbox(user, "no-send@ivanov.ru", send_via=False,
-                     created_on=w.clock.now - timedelta(days=9))
-    w.writer.mailbox(user, "older@ivanov.ru", send_via=True,
-                     created_on=w.clock.now - timedelta(days=5))
+    w.writer.mailbox(
+        user, "no-send@ivanov.ru", send_via=False, created_on=w.clock.now - timedelta(days=9)
+    )
+    w.writer.mailbox(
+        user, "older@ivanov.ru", send_via=True, created_on=w.clock.now - timedelta(days=5)
+    )
     assert w.draft("Petrov").sender.address == "older@ivanov.ru"
 
 

@@ -132,7 +132,9 @@ def assert_libical_accepts(texts: Sequence[str], *, empty_allowed: Sequence[str]
     is valid RFC 5545 text and clears the place in an update, but libical drops it with a
     complaint): exactly that complaint is accepted for them, nothing else.
     """
-    tolerated = {f"No value for {name} property. Removing entire property:" for name in empty_allowed}
+    tolerated = {
+        f"No value for {name} property. Removing entire property:" for name in empty_allowed
+    }
     for text, verdict in zip(texts, libical_verdicts(texts), strict=True):
         assert verdict["parsed"], text
         errors = [e for e in verdict["errors"] if str(e).strip() not in tolerated]  # type: ignore[union-attr]

@@ -27,7 +27,10 @@ def errors_of(component):
 def main():
     results = []
     for text in json.load(sys.stdin):
-        component = ICalGLib.Component.new_from_string(text)
+        try:
+            component = ICalGLib.Component.new_from_string(text)
+        except TypeError:  # the constructor returned NULL
+            component = None
         if component is None:
             results.append({"parsed": False, "errors": ["libical could not parse the text"]})
             continue
