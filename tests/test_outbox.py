@@ -1,0 +1,219 @@
+"""The durable outbox: record before sending, claim in order, retry, park, supersede."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from connector.config import DeliveryConfig
+from connector.delivery import Deliverer
+from connector.limits import MailboxLimiter
+from connector.state.store import StateStore
+from connector.transports.directory import DirectoryTransport
+from mapping.compose import Outgoing
+from mapping.model import Attendee, InviteState, Method, SenderKind, Snapshot
+from tests.support.transports import Scripted, forbidden, throttled, unavailable
+from tests.support.world import Clock, World
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path) -> StateStore:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        s = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    else:
+        _, url = request.getfixturevalue("pg_schema_url")
+        s = StateStore.from_url(url)
+    yield s
+    s.close()
+
+
+def a_state(activity: UUID, sequence: int = 0) -> InviteState:
+    snap = Snapshot("t", NOW, NOW + timedelta(hours=1), "p", "")
+    return InviteState(
+        activity,
+        f"{activity}@x",
+        sequence,
+        Attendee("org@x.ru", "O"),
+        "Supervisor",
+        SenderKind.PERSONAL,
+        (Attendee("a@x.ru", "A"),),
+        snap,
+        NOW,
+    )
+
+
+def out(activity: UUID, sequence: int, *to: str) -> Outgoing:
+    return Outgoing(
+        Method.REQUEST,
+        sequence,
+        f"{activity}@x",
+        "org@x.ru",
+        tuple(to),
+        f"<{activity}-{sequence}-{'-'.join(to)}@x>",
+        "t",
+        f"mime {sequence} {to}".encode(),
+    )
+
+
+def test_plan_and_messages_are_recorded_together(store: StateStore) -> None:
+    activity = uuid4()
+    ids = store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    assert store.get_state(activity) == a_state(activity)
+    (message,) = store.messages(ids=ids)
+    assert (message.status, message.attempts, message.mime) == ("pending", 0, b"mime 0 ('a@x.ru',)")
+
+
+def test_messages_of_one_activity_are_claimed_in_order(store: StateStore) -> None:
+    activity, other = uuid4(), uuid4()
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    store.record(a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
+    store.record(a_state(other), [out(other, 0, "c@x.ru")], origin="sync", now=NOW)
+    first = store.claim("w1", NOW, 60, limit=10)
+    assert [(m.activity_id, m.sequence) for m in first] == [(activity, 0), (other, 0)]
+    assert store.claim("w2", NOW, 60, limit=10) == []  # seq 1 waits for seq 0
+    assert store.finish(first[0].id, "w1", status="sent", now=NOW)
+    (second,) = store.claim("w2", NOW, 60, limit=10)
+    assert second.sequence == 1
+
+
+def test_a_failed_message_holds_back_later_ones_until_parked(store: StateStore) -> None:
+    activity = uuid4()
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    store.record(a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
+    (m,) = store.claim("w", NOW, 60)
+    store.finish(m.id, "w", status="failed", now=NOW, next_attempt_at=NOW + timedelta(minutes=5))
+    assert store.claim("w", NOW, 60) == []
+    (again,) = store.claim("w", NOW + timedelta(minutes=5), 60)
+    assert again.id == m.id and again.attempts == 2
+    store.finish(m.id, "w", status="parked", now=NOW, error="gave up")
+    (later,) = store.claim("w", NOW, 60)
+    assert later.sequence == 1
+
+
+def test_expired_claim_is_taken_over_with_the_same_bytes(store: StateStore) -> None:
+    activity = uuid4()
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    (m,) = store.claim("crashed", NOW, 30)
+    assert store.claim("w2", NOW + timedelta(seconds=10), 30) == []
+    (again,) = store.claim("w2", NOW + timedelta(seconds=31), 30)
+    assert (again.id, again.mime, again.message_id) == (m.id, m.mime, m.message_id)
+    assert not store.finish(m.id, "crashed", status="sent", now=NOW)  # the claim was lost
+    assert store.finish(m.id, "w2", status="sent", now=NOW)
+
+
+def test_newer_round_supersedes_undelivered_older_messages(store: StateStore) -> None:
+    activity = uuid4()
+    (old,) = store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    (keep,) = store.record(
+        a_state(activity), [out(activity, 0, "b@x.ru", "z@x.ru")], origin="manual", now=NOW
+    )
+    store.record(
+        a_state(activity, 1), [out(activity, 1, "a@x.ru", "b@x.ru")], origin="sync", now=NOW
+    )
+    statuses = {m.id: m.status for m in store.messages(activity_id=activity)}
+    assert statuses[old] == "superseded" and statuses[keep] == "pending"
+
+
+def test_requeue_gives_parked_messages_a_fresh_budget(store: StateStore) -> None:
+    activity = uuid4()
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    (m,) = store.claim("w", NOW, 60)
+    store.finish(m.id, "w", status="parked", now=NOW, error="x")
+    assert store.requeue(NOW, activity_id=activity) == 1
+    (again,) = store.claim("w", NOW, 60)
+    assert again.attempts == 1
+
+
+def test_leases_are_exclusive_until_they_expire(store: StateStore) -> None:
+    assert store.acquire_lease("poll", "a", NOW, 60)
+    assert not store.acquire_lease("poll", "b", NOW + timedelta(seconds=30), 60)
+    assert store.acquire_lease("poll", "a", NOW + timedelta(seconds=30), 60)  # renewal
+    assert store.acquire_lease("poll", "b", NOW + timedelta(seconds=91), 60)
+    store.release_lease("poll", "b")
+    assert store.acquire_lease("poll", "c", NOW, 60)
+
+
+def deliverer(store: StateStore, transport: Scripted, clock: Clock, **policy: float) -> Deliverer:
+    values = {"retry_max_seconds": 0.0, "max_attempts": 3, "backoff_initial_seconds": 60.0}
+    values.update(policy)
+    return Deliverer(
+        store,
+        transport,
+        MailboxLimiter(),
+        DeliveryConfig(**values),
+        worker="w",
+        clock=clock,  # type: ignore[arg-type]
+    )
+
+
+def test_transient_failures_back_off_then_park(store: StateStore) -> None:
+    clock = Clock(NOW)
+    activity = uuid4()
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    d = deliverer(store, Scripted([unavailable()] * 10), clock)
+    (first,) = d.drain()
+    assert first.status == "failed" and d.drain() == []
+    clock.advance(seconds=60)
+    assert [r.status for r in d.drain()] == ["failed"]
+    clock.advance(seconds=120)
+    assert [r.status for r in d.drain()] == ["parked"]
+    (m,) = store.messages(activity_id=activity)
+    assert (m.status, m.attempts, m.error_code) == ("parked", 3, "ServiceUnavailable")
+    assert [a.outcome for a in store.attempts([m.id])] == ["transient"] * 3
+
+
+def test_permanent_failure_is_parked_at_once_with_its_code(store: StateStore) -> None:
+    activity = uuid4()
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    (result,) = deliverer(store, Scripted([forbidden()]), Clock(NOW)).drain()
+    assert result.status == "parked" and result.error is not None
+    assert result.error.remote_code == "ErrorAccessDenied"
+
+
+def test_retry_after_is_honoured_within_the_retry_budget(store: StateStore) -> None:
+    activity = uuid4()
+    real_now = datetime.now(UTC)
+    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=real_now)
+    transport = Scripted([throttled(1.0), unavailable()])
+    d = Deliverer(
+        store,
+        transport,
+        MailboxLimiter(),
+        DeliveryConfig(retry_max_seconds=10),
+        worker="w",
+        clock=lambda: datetime.now(UTC),
+    )
+    started = time.monotonic()
+    (result,) = d.drain()
+    assert result.status == "sent" and transport.calls == 3
+    assert time.monotonic() - started >= 1.0
+    (m,) = store.messages(activity_id=activity)
+    assert [a.outcome for a in store.attempts([m.id])] == ["transient", "transient", "sent"]
+
+
+def test_directory_transport_writes_one_file_atomically_and_idempotently(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from connector.ports import Envelope
+
+    t = DirectoryTransport(tmp_path / "box")
+    env = Envelope("o@x.ru", "S", ("a@x.ru",), b"bytes", "<id@x>", "uid@x", 3, "REQUEST")
+    name = t.send(env)
+    assert t.send(env) == name
+    assert [p.name for p in (tmp_path / "box").iterdir()] == [name]
+    assert (tmp_path / "box" / name).read_bytes() == b"bytes"
+    assert name.endswith(".eml") and "-0003-request-" in name
+
+
+def test_pressing_again_retries_what_was_parked(world: World) -> None:
+    w = world
+    failing = Scripted([forbidden()])
+    w.app.deliverer.transport = failing
+    first = w.invite()
+    assert [d.status for d in first.deliveries] == ["parked"]
+    second = w.invite()  # nothing changed, but the parked message goes out now
+    assert [d.status for d in second.deliveries] == ["sent"]
+    assert len(failing.accepted) == 1 and failing.accepted[0].sequence == 0
