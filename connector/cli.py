@@ -85,9 +85,9 @@ class Context:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    from connector.commands import demo, invite, status
+    from connector.commands import demo, invite, service, status
 
-    return [demo.register, invite.register, status.register]
+    return [demo.register, invite.register, status.register, service.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -201,6 +201,7 @@ class DeliveryConfig(_Section):
     backoff_initial_seconds: float = Field(30.0, ge=0)
     backoff_max_seconds: float = Field(3600.0, ge=0)
     claim_seconds: float = Field(300.0, ge=5)
+    poll_seconds: float = Field(5.0, gt=0)
 
 
 class SyncConfig(_Section):

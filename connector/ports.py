@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -36,6 +37,14 @@ class CrmReader(Protocol):
     def send_rights(self, mailbox_id: UUID) -> list[MailboxRight]: ...
 
     def setting(self, code: str, user_id: UUID | None) -> SettingValue | None: ...
+
+    def changed_activities(
+        self, since: datetime, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[tuple[datetime, UUID, UUID]]: ...
+
+    def changed_participants(
+        self, since: datetime, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[tuple[datetime, UUID, UUID]]: ...
 
     def ping(self) -> None: ...
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from connector.config import Config
 from connector.delivery import Deliverer, DeliveryResult
 from connector.ports import CrmReader
-from connector.state.store import StateStore
+from connector.state.store import StateConflict, StateStore
 from mapping.addresses import normalise_email
 from mapping.compose import Outgoing, compose
 from mapping.errors import Refusal
@@ -77,6 +77,25 @@ class InviteResult:
 
     def recipients_sent(self) -> list[str]:
         return [r for d in self.deliveries if d.status == "sent" for r in d.recipients]
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One planned send, before anything is written."""
+
+    activity_id: UUID
+    user: CrmUser
+    state: InviteState | None
+    sender: Sender
+    uid: str
+    plan: Plan
+    outgoing: tuple[Outgoing, ...]
+    skipped: tuple[Candidate, ...]
+    now: datetime
+
+
+#: how often a send is planned again when another process recorded a round meanwhile
+CONFLICT_RETRIES = 3
 
 
 class InvitationService:
@@ -205,6 +224,38 @@ class InvitationService:
         without_location: bool = False,
         dry_run: bool = False,
     ) -> InviteResult:
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            round_ = self._round(activity_id, login, recipients, without_location)
+            if dry_run:
+                return self._result(round_, (), True)
+            try:
+                self._record(round_, activity_id)
+            except StateConflict:
+                log.info("event=state_conflict activity=%s attempt=%d", activity_id, attempt)
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            break
+        deliveries = tuple(self.deliverer.deliver_activity(activity_id))
+        log.info(
+            "event=invite activity=%s login=%s sender=%s messages=%d delivered=%d reasons=%s",
+            activity_id,
+            round_.user.login,
+            round_.sender.address,
+            len(round_.outgoing),
+            sum(d.status == "sent" for d in deliveries),
+            ",".join(round_.plan.reasons),
+        )
+        return self._result(round_, deliveries, False)
+
+    def _round(
+        self,
+        activity_id: UUID,
+        login: str,
+        recipients: Sequence[str] | None,
+        without_location: bool,
+    ) -> _Round:
+        """Read, check the rules and plan one send (nothing is written)."""
         user, meeting, state = self._checked(activity_id, login)
         sender = self.sender_for(user, state)
         now = self.clock()
@@ -224,31 +275,25 @@ class InvitationService:
         organizer_user = user
         if state is not None and state.sender_user_id not in (None, user.id):
             organizer_user = self.crm.user_by_id(state.sender_user_id) or user
-        outgoing = self.build(result, organizer_user, now)
-        if dry_run:
-            return self._result(
-                activity_id, uid, result, state, sender, outgoing, (), skipped, True
-            )
-        requeued = self.store.requeue(now, activity_id=activity_id, statuses=("failed", "parked"))
+        outgoing = tuple(self.build(result, organizer_user, now))
+        return _Round(activity_id, user, state, sender, uid, result, outgoing, skipped, now)
+
+    def _record(self, round_: _Round, activity_id: UUID) -> None:
+        requeued = self.store.requeue(
+            round_.now, activity_id=activity_id, statuses=("failed", "parked")
+        )
         if requeued:
             log.info("event=requeued activity=%s messages=%d", activity_id, requeued)
-        if result.state is not None and (outgoing or result.state != state):
+        new_state = round_.plan.state
+        if new_state is not None and (round_.outgoing or new_state != round_.state):
             self.store.record(
-                result.state, outgoing, origin="manual", now=now, acting_login=user.login
+                new_state,
+                round_.outgoing,
+                origin="manual",
+                now=round_.now,
+                previous=round_.state,
+                acting_login=round_.user.login,
             )
-        deliveries = tuple(self.deliverer.deliver_activity(activity_id))
-        log.info(
-            "event=invite activity=%s login=%s sender=%s messages=%d delivered=%d reasons=%s",
-            activity_id,
-            user.login,
-            sender.address,
-            len(outgoing),
-            sum(d.status == "sent" for d in deliveries),
-            ",".join(result.reasons),
-        )
-        return self._result(
-            activity_id, uid, result, state, sender, outgoing, deliveries, skipped, False
-        )
 
     def _plan(
         self,
@@ -297,25 +342,17 @@ class InvitationService:
 
     @staticmethod
     def _result(
-        activity_id: UUID,
-        uid: str,
-        result: Plan,
-        state: InviteState | None,
-        sender: Sender,
-        outgoing: Sequence[Outgoing],
-        deliveries: Sequence[DeliveryResult],
-        skipped: Sequence[Candidate],
-        dry_run: bool,
+        round_: _Round, deliveries: Sequence[DeliveryResult], dry_run: bool
     ) -> InviteResult:
-        final = result.state or state
+        final = round_.plan.state or round_.state
         return InviteResult(
-            activity_id=activity_id,
-            uid=uid,
+            activity_id=round_.activity_id,
+            uid=round_.uid,
             sequence=final.sequence if final else 0,
-            sender=final.organizer.email if final else sender.address,
-            reasons=result.reasons,
-            outgoing=tuple(outgoing),
+            sender=final.organizer.email if final else round_.sender.address,
+            reasons=round_.plan.reasons,
+            outgoing=round_.outgoing,
             deliveries=tuple(deliveries),
-            skipped=tuple(skipped),
+            skipped=round_.skipped,
             dry_run=dry_run,
         )

@@ -122,6 +122,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "ru": "Хранилище коннектора недоступно: {detail}",
         "en": "The connector's state store is unavailable: {detail}",
     },
+    "state_conflict": {
+        "ru": "Встреча одновременно изменена другим процессом; повторите отправку.",
+        "en": "The meeting was changed by another process at the same time; send again.",
+    },
     "unexpected": {
         "ru": "Непредвиденная ошибка ({kind}). Подробности в журнале.",
         "en": "Unexpected error ({kind}). See the log for details.",

@@ -11,7 +11,7 @@ import pytest
 from connector.config import DeliveryConfig
 from connector.delivery import Deliverer
 from connector.limits import MailboxLimiter
-from connector.state.store import StateStore
+from connector.state.store import StateConflict, StateStore
 from connector.transports.directory import DirectoryTransport
 from mapping.compose import Outgoing
 from mapping.model import Attendee, InviteState, Method, SenderKind, Snapshot
@@ -47,6 +47,14 @@ def a_state(activity: UUID, sequence: int = 0) -> InviteState:
     )
 
 
+def rec(
+    store: StateStore, state: InviteState, outs: list[Outgoing], origin: str, now: datetime
+) -> list[int]:
+    """Record a round on top of whatever is stored (these tests are about the outbox)."""
+    previous = store.get_state(state.activity_id)
+    return store.record(state, outs, origin=origin, now=now, previous=previous)
+
+
 def out(activity: UUID, sequence: int, *to: str) -> Outgoing:
     return Outgoing(
         Method.REQUEST,
@@ -62,7 +70,7 @@ def out(activity: UUID, sequence: int, *to: str) -> Outgoing:
 
 def test_plan_and_messages_are_recorded_together(store: StateStore) -> None:
     activity = uuid4()
-    ids = store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    ids = rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
     assert store.get_state(activity) == a_state(activity)
     (message,) = store.messages(ids=ids)
     assert (message.status, message.attempts, message.mime) == ("pending", 0, b"mime 0 ('a@x.ru',)")
@@ -70,9 +78,9 @@ def test_plan_and_messages_are_recorded_together(store: StateStore) -> None:
 
 def test_messages_of_one_activity_are_claimed_in_order(store: StateStore) -> None:
     activity, other = uuid4(), uuid4()
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
-    store.record(a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
-    store.record(a_state(other), [out(other, 0, "c@x.ru")], origin="sync", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
+    rec(store, a_state(other), [out(other, 0, "c@x.ru")], origin="sync", now=NOW)
     first = store.claim("w1", NOW, 60, limit=10)
     assert [(m.activity_id, m.sequence) for m in first] == [(activity, 0), (other, 0)]
     assert store.claim("w2", NOW, 60, limit=10) == []  # seq 1 waits for seq 0
@@ -83,8 +91,8 @@ def test_messages_of_one_activity_are_claimed_in_order(store: StateStore) -> Non
 
 def test_a_failed_message_holds_back_later_ones_until_parked(store: StateStore) -> None:
     activity = uuid4()
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
-    store.record(a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
     (m,) = store.claim("w", NOW, 60)
     store.finish(m.id, "w", status="failed", now=NOW, next_attempt_at=NOW + timedelta(minutes=5))
     assert store.claim("w", NOW, 60) == []
@@ -95,9 +103,41 @@ def test_a_failed_message_holds_back_later_ones_until_parked(store: StateStore) 
     assert later.sequence == 1
 
 
+def test_a_round_planned_from_a_stale_state_is_rejected(store: StateStore) -> None:
+    activity = uuid4()
+    store.record(
+        a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW, previous=None
+    )
+    with pytest.raises(StateConflict):
+        store.record(
+            a_state(activity, 1),
+            [out(activity, 1, "a@x.ru")],
+            origin="sync",
+            now=NOW,
+            previous=None,
+        )
+    with pytest.raises(StateConflict):
+        store.record(
+            a_state(activity, 1),
+            [out(activity, 1, "a@x.ru")],
+            origin="sync",
+            now=NOW,
+            previous=a_state(activity, 5),
+        )
+    assert [m.sequence for m in store.messages(activity_id=activity)] == [0]
+    store.record(
+        a_state(activity, 1),
+        [out(activity, 1, "a@x.ru")],
+        origin="sync",
+        now=NOW,
+        previous=a_state(activity),
+    )
+    assert store.get_state(activity) == a_state(activity, 1)
+
+
 def test_expired_claim_is_taken_over_with_the_same_bytes(store: StateStore) -> None:
     activity = uuid4()
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
     (m,) = store.claim("crashed", NOW, 30)
     assert store.claim("w2", NOW + timedelta(seconds=10), 30) == []
     (again,) = store.claim("w2", NOW + timedelta(seconds=31), 30)
@@ -108,20 +148,18 @@ def test_expired_claim_is_taken_over_with_the_same_bytes(store: StateStore) -> N
 
 def test_newer_round_supersedes_undelivered_older_messages(store: StateStore) -> None:
     activity = uuid4()
-    (old,) = store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
-    (keep,) = store.record(
-        a_state(activity), [out(activity, 0, "b@x.ru", "z@x.ru")], origin="manual", now=NOW
+    (old,) = rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    (keep,) = rec(
+        store, a_state(activity), [out(activity, 0, "b@x.ru", "z@x.ru")], origin="manual", now=NOW
     )
-    store.record(
-        a_state(activity, 1), [out(activity, 1, "a@x.ru", "b@x.ru")], origin="sync", now=NOW
-    )
+    rec(store, a_state(activity, 1), [out(activity, 1, "a@x.ru", "b@x.ru")], origin="sync", now=NOW)
     statuses = {m.id: m.status for m in store.messages(activity_id=activity)}
     assert statuses[old] == "superseded" and statuses[keep] == "pending"
 
 
 def test_requeue_gives_parked_messages_a_fresh_budget(store: StateStore) -> None:
     activity = uuid4()
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
     (m,) = store.claim("w", NOW, 60)
     store.finish(m.id, "w", status="parked", now=NOW, error="x")
     assert store.requeue(NOW, activity_id=activity) == 1
@@ -154,7 +192,7 @@ def deliverer(store: StateStore, transport: Scripted, clock: Clock, **policy: fl
 def test_transient_failures_back_off_then_park(store: StateStore) -> None:
     clock = Clock(NOW)
     activity = uuid4()
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
     d = deliverer(store, Scripted([unavailable()] * 10), clock)
     (first,) = d.drain()
     assert first.status == "failed" and d.drain() == []
@@ -169,7 +207,7 @@ def test_transient_failures_back_off_then_park(store: StateStore) -> None:
 
 def test_permanent_failure_is_parked_at_once_with_its_code(store: StateStore) -> None:
     activity = uuid4()
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
     (result,) = deliverer(store, Scripted([forbidden()]), Clock(NOW)).drain()
     assert result.status == "parked" and result.error is not None
     assert result.error.remote_code == "ErrorAccessDenied"
@@ -178,7 +216,7 @@ def test_permanent_failure_is_parked_at_once_with_its_code(store: StateStore) ->
 def test_retry_after_is_honoured_within_the_retry_budget(store: StateStore) -> None:
     activity = uuid4()
     real_now = datetime.now(UTC)
-    store.record(a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=real_now)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=real_now)
     transport = Scripted([throttled(1.0), unavailable()])
     d = Deliverer(
         store,

@@ -12,7 +12,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, and_, create_engine, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.crm.tables import CrmTables, crm_tables
@@ -25,6 +34,10 @@ from mapping.model import CrmUser, Mailbox, MailboxRight, Meeting, Participant
 class CrmUnavailable(ConnectorError):
     exit_code = 1
     code = "crm_unavailable"
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -143,6 +156,44 @@ class SqlCrm:
             )
             for row in rows
         }
+
+    # -- change detection (the sync service) -------------------------------------------
+    def changed_activities(
+        self, since: datetime, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[tuple[datetime, UUID, UUID]]:
+        """One page of Activity rows modified at or after ``since``.
+
+        Rows are (ModifiedOn, Id, Id) in (ModifiedOn, Id) order; ``after`` is the last row of
+        the previous page (keyset pagination, served by an index on ModifiedOn).
+        """
+        a = self.t.activity
+        return self._changed(a.c.ModifiedOn, a.c.Id, a.c.Id, since, after, limit)
+
+    def changed_participants(
+        self, since: datetime, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[tuple[datetime, UUID, UUID]]:
+        """One page of ActivityParticipant rows modified at or after ``since``:
+        (ModifiedOn, row Id, ActivityId)."""
+        p = self.t.activity_participant
+        return self._changed(p.c.ModifiedOn, p.c.Id, p.c.ActivityId, since, after, limit)
+
+    def _changed(
+        self,
+        stamp: ColumnElement[datetime],
+        key: ColumnElement[UUID],
+        activity: ColumnElement[UUID],
+        since: datetime,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[tuple[datetime, UUID, UUID]]:
+        query = select(stamp, key, activity).where(stamp >= _naive(since))
+        if after is not None:
+            last_stamp, last_key = _naive(after[0]), after[1]
+            query = query.where(or_(stamp > last_stamp, and_(stamp == last_stamp, key > last_key)))
+        query = query.order_by(stamp, key).limit(limit)
+        with self._conn() as conn:
+            rows = conn.execute(query).all()
+        return [(_utc(r[0]) or since, r[1], r[2]) for r in rows]
 
     # -- users, roles -------------------------------------------------------------------
     def user_by_login(self, login: str) -> CrmUser | None:

@@ -7,7 +7,7 @@ way BPMSoft would; :func:`manual_example` fills in the example of the add-on's m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,17 +34,23 @@ def _naive(value: datetime | None) -> datetime | None:
 class CrmWriter:
     """Writes BPMSoft-shaped rows. Times are given aware and stored as naive UTC, as BPMSoft."""
 
-    def __init__(self, engine: Engine, names: CrmNames | None = None, schema: str | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        names: CrmNames | None = None,
+        schema: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
         self.engine = engine
         self.names = names or CrmNames()
         self.t = crm_tables(self.names, schema)
-        self.clock = datetime(2025, 1, 1, tzinfo=UTC)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.last = datetime(2000, 1, 1, tzinfo=UTC)
 
     def now(self) -> datetime:
-        """A strictly increasing ModifiedOn (real time, never twice the same value)."""
-        current = datetime.now(UTC)
-        self.clock = max(current, self.clock + timedelta(microseconds=1))
-        return self.clock
+        """A strictly increasing ModifiedOn (the clock, never twice the same value)."""
+        self.last = max(self.clock(), self.last + timedelta(microseconds=1))
+        return self.last
 
     def create_schema(self, *, indexes: bool = True) -> None:
         self.t.metadata.create_all(self.engine)

@@ -49,6 +49,13 @@ class StateUnavailable(ConnectorError):
     code = "state_unavailable"
 
 
+class StateConflict(ConnectorError):
+    """The UID map entry changed between reading it and recording a new round."""
+
+    exit_code = 1
+    code = "state_conflict"
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     id: int
@@ -224,6 +231,10 @@ class StateStore:
         try:
             with self.engine.begin() as conn:
                 yield conn
+        except IntegrityError as exc:
+            if "meetings" in str(exc.statement or ""):
+                raise StateConflict(detail="concurrent first send") from exc
+            raise StateUnavailable(detail=type(exc).__name__) from exc
         except SQLAlchemyError as exc:
             raise StateUnavailable(detail=type(exc).__name__) from exc
 
@@ -262,6 +273,32 @@ class StateStore:
                     out[state.activity_id] = state
         return out
 
+    def tracked(self, activity_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these activities have an entry in the UID map."""
+        keys = [str(a) for a in activity_ids]
+        found: set[UUID] = set()
+        with self._tx() as conn:
+            for i in range(0, len(keys), 500):
+                found.update(
+                    UUID(k)
+                    for k in conn.execute(
+                        select(t.meetings.c.activity_id).where(
+                            t.meetings.c.activity_id.in_(keys[i : i + 500])
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def tracked_page(self, after: str | None, limit: int, now: datetime) -> list[UUID]:
+        """One page (by activity id) of tracked meetings that are not cancelled and not over."""
+        mt = t.meetings
+        query = select(mt.c.activity_id).where(mt.c.cancelled.is_(False), mt.c.meeting_end >= now)
+        if after is not None:
+            query = query.where(mt.c.activity_id > after)
+        with self._tx() as conn:
+            keys = conn.execute(query.order_by(mt.c.activity_id).limit(limit)).scalars().all()
+        return [UUID(k) for k in keys]
+
     def record(
         self,
         state: InviteState,
@@ -269,9 +306,15 @@ class StateStore:
         *,
         origin: str,
         now: datetime,
+        previous: InviteState | None,
         acting_login: str | None = None,
     ) -> list[int]:
         """Record the new state and its messages in one transaction; return the message ids.
+
+        ``previous`` is the state the plan was made from: if the stored state is no longer that
+        one (another process or request recorded a round meanwhile), nothing is written and
+        :class:`StateConflict` is raised, so the caller plans again from the fresh state. This
+        is what keeps two instances from sending the same round twice.
 
         ``acting_login`` is the CRM user whose credentials send (the one who pressed the button);
         automatic updates send as the user of the first send.
@@ -284,9 +327,13 @@ class StateStore:
         new_recipients = {r.lower() for o in outgoing for r in o.recipients}
         ids: list[int] = []
         with self._tx() as conn:
-            exists = conn.execute(
-                select(t.meetings.c.activity_id).where(t.meetings.c.activity_id == key)
-            ).first()
+            lock = select(t.meetings).where(t.meetings.c.activity_id == key)
+            if self.postgres:
+                lock = lock.with_for_update()
+            exists = conn.execute(lock).first()
+            stored = _row_to_state(exists) if exists else None
+            if stored != previous:
+                raise StateConflict(activity_id=key)
             if exists:
                 conn.execute(
                     update(t.meetings)

@@ -15,6 +15,7 @@ from connector.config import Config, parse_config
 from connector.crm.sample import CrmWriter, ManualExample, manual_example
 from connector.ports import Envelope, Transport
 from connector.service import Draft, InviteResult
+from connector.sync import CycleReport, SyncService
 from tests.support.checkers import ParsedInvitation, parse_message
 
 #: a Monday morning; the example meeting is two days later
@@ -103,6 +104,10 @@ class World:
     def draft(self, login: str = "Supervisor", activity: UUID | None = None) -> Draft:
         return self.app.service.draft(activity or self.ex.meeting, login)
 
+    def sync(self, *, full: bool = False) -> CycleReport:
+        """One cycle of the sync service, as ``connector sync`` runs it."""
+        return SyncService(self.app).cycle(full=full)
+
     def sent(self) -> list[ParsedInvitation]:
         return [parse_message(e.mime) for e in self.transport.envelopes]
 
@@ -123,8 +128,8 @@ class World:
 
 def make_world(crm: CrmDb, tmp: Path, *, setting_as_lookup: bool = True, **sections: Any) -> World:
     engine = create_engine(crm.url)
-    writer = CrmWriter(engine, schema=crm.schema)
     clock = Clock()
+    writer = CrmWriter(engine, schema=crm.schema, clock=clock)
     example = manual_example(
         writer, start=T0 + timedelta(days=2, hours=2), setting_as_lookup=setting_as_lookup
     )

@@ -1,0 +1,66 @@
+"""``connector run`` (the service), ``connector sync`` (one cycle), ``connector retry``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from connector.cli import Context, parse_uuid
+from connector.instance_lock import InstanceLock
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("run", help="run the sync service (scheduler, outbox, HTTP API)")
+    run.set_defaults(handler=run_service)
+
+    sync = commands.add_parser("sync", help="run exactly one sync cycle and exit")
+    sync.add_argument("--full", action="store_true", help="reconcile every tracked meeting")
+    sync.set_defaults(handler=run_sync)
+
+    retry = commands.add_parser("retry", help="re-queue parked and failed messages and send them")
+    retry.add_argument("activity", nargs="?", type=parse_uuid, metavar="ACTIVITY_ID")
+    retry.set_defaults(handler=run_retry)
+
+
+def run_service(args: argparse.Namespace, ctx: Context) -> int:
+    from connector.runner import Runner, wait_for_signal
+
+    lock = InstanceLock(ctx.config.state.url)
+    lock.acquire()
+    try:
+        runner = Runner(ctx.app)
+        runner.start()
+        wait_for_signal(runner.stop)
+    finally:
+        lock.release()
+    return 0
+
+
+def run_sync(args: argparse.Namespace, ctx: Context) -> int:
+    from connector.sync import SyncService
+
+    lock = InstanceLock(ctx.config.state.url)
+    lock.acquire()
+    try:
+        report = SyncService(ctx.app).cycle(full=args.full)
+    finally:
+        lock.release()
+    sent = sum(d.status == "sent" for d in report.deliveries)
+    failed = [d for d in report.deliveries if d.status != "sent"]
+    ctx.print(
+        f"examined={report.examined} updated={report.updated} messages={report.messages} "
+        f"sent={sent} failed={len(failed)} problems={report.problems} "
+        f"full={str(report.full).lower()} seconds={report.seconds:.3f}"
+    )
+    return 4 if failed else 0
+
+
+def run_retry(args: argparse.Namespace, ctx: Context) -> int:
+    app = ctx.app
+    count = app.store.requeue(app.clock(), activity_id=args.activity, statuses=("parked", "failed"))
+    results = (
+        app.deliverer.deliver_activity(args.activity) if args.activity else app.deliverer.drain()
+    )
+    sent = sum(r.status == "sent" for r in results)
+    ctx.print(f"requeued={count} sent={sent} failed={len(results) - sent}")
+    return 4 if sent < len(results) else 0
