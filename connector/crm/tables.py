@@ -194,9 +194,13 @@ def crm_tables(names: CrmNames, schema: str | None = None) -> CrmTables:
 def sample_indexes(t: CrmTables) -> list[Index]:
     """Indexes a BPMSoft database has (or the optional migration adds) on what we query."""
     return [
-        Index("IX_Activity_ModifiedOn", t.activity.c.ModifiedOn),
+        Index("IX_Activity_ModifiedOn_Id", t.activity.c.ModifiedOn, t.activity.c.Id),
         Index("IX_ActivityParticipant_ActivityId", t.activity_participant.c.ActivityId),
-        Index("IX_ActivityParticipant_ModifiedOn", t.activity_participant.c.ModifiedOn),
+        Index(
+            "IX_ActivityParticipant_ModifiedOn_Id",
+            t.activity_participant.c.ModifiedOn,
+            t.activity_participant.c.Id,
+        ),
         Index("IX_SysAdminUnitInRole_Unit", t.sys_admin_unit_in_role.c.SysAdminUnitId),
         Index("IX_MailboxRight_Record", t.mailbox_right.c.RecordId),
     ]
