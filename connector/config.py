@@ -143,8 +143,11 @@ class GraphConfig(_Section):
     #: an https proxy for login and Graph (environment proxy variables are NOT used)
     proxy: str | None = None
     timeout_seconds: float = Field(30.0, gt=0, le=600)
-    #: delegated scopes asked at ``connector login`` (app-only mode uses ``{graph}/.default``)
-    scopes: list[str] = Field(default_factory=lambda: ["Mail.Send", "Mail.Send.Shared"])
+    #: delegated scopes asked at ``connector login`` (app-only mode uses ``{graph}/.default``);
+    #: User.ReadBasic.All only lets ``connector check`` look the mailboxes up
+    scopes: list[str] = Field(
+        default_factory=lambda: ["Mail.Send", "Mail.Send.Shared", "User.ReadBasic.All"]
+    )
 
     @field_validator("authority_host", "base_url")
     @classmethod

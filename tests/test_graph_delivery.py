@@ -212,8 +212,9 @@ def test_untrusted_server_certificate_is_a_transient_tls_error_whatever_the_envi
     other_ca = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other_ca))
     w = make_world(
-        sqlite_crm, tmp_path, **graph_sections(fake_graph, ca_bundle=str(other_ca),
-                                                retry_max_seconds=0)
+        sqlite_crm,
+        tmp_path,
+        **graph_sections(fake_graph, ca_bundle=str(other_ca), retry_max_seconds=0),
     )
     try:
         (delivery,) = w.invite().deliveries

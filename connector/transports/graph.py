@@ -17,6 +17,7 @@ import base64
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -119,7 +120,8 @@ class GraphTransport:
                 headers={
                     "Authorization": f"Bearer {token}",
                     "Content-Type": "text/plain",
-                    "client-request-id": envelope.message_id.strip("<>")[:120],
+                    # a GUID, the same for every attempt of this message (for support cases)
+                    "client-request-id": str(uuid.uuid5(uuid.NAMESPACE_URL, envelope.message_id)),
                 },
                 timeout=self.config.timeout_seconds,
             )

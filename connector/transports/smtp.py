@@ -109,6 +109,20 @@ def map_smtp_error(
     )
 
 
+def authenticate(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH with one mechanism (PLAIN, else LOGIN): ``smtplib.login`` tries every mechanism in
+    turn, so one wrong password counts as several failed logins against the account."""
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    for name in ("PLAIN", "LOGIN"):
+        if name in offered:
+            smtp.user, smtp.password = username, password
+            smtp.auth(name, getattr(smtp, f"auth_{name.lower()}"))
+            return
+    smtp.login(username, password)  # whatever else the server offers
+
+
 class SmtpTransport:
     name = "smtp"
 
@@ -156,7 +170,7 @@ class SmtpTransport:
                 smtp.ehlo()
                 steps.append("STARTTLS")
             if cfg.username and cfg.password:
-                smtp.login(cfg.username, cfg.password.get_secret_value())
+                authenticate(smtp, cfg.username, cfg.password.get_secret_value())
                 steps.append("AUTH")
             yield smtp, steps
         finally:
