@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,7 @@ class AppTokens:
         self.scopes = [app_scope(config)]
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
+        self._acquire = threading.Lock()
 
     def application(self) -> msal.ConfidentialClientApplication:
         """The application, built on first use (building it fetches the OpenID configuration)."""
@@ -183,7 +185,9 @@ class AppTokens:
     def token(self, login: str) -> str:
         app = self.application()
         try:
-            result = app.acquire_token_for_client(self.scopes)
+            # one caller at a time: concurrent first sends make one token request, not four
+            with self._acquire:
+                result = app.acquire_token_for_client(self.scopes)
         except Exception as error:
             raise from_exception(error, what="token", scrub=self.scrub) from None
         if result and "access_token" in result:
@@ -252,8 +256,6 @@ class DelegatedTokens:
         ``show`` receives msal's flow (``verification_uri``, ``user_code``, ``expires_in``) to
         tell the person what to do. Raises DeliveryError when the platform says no.
         """
-        import time
-
         cache = msal.SerializableTokenCache()
         app = self.public_application(cache)
         try:

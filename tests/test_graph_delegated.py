@@ -239,6 +239,22 @@ def test_revoked_sign_in_asks_to_sign_in_again(delegated: World, fake_graph: Fak
     assert "invalid_grant" in delivery.error.message("en")
 
 
+def test_sync_update_for_a_user_without_sign_in_is_a_recorded_problem(
+    delegated: World, fake_graph: FakeGraph
+) -> None:
+    sign_in(delegated, fake_graph, "Supervisor", PERSONAL)
+    assert delegated.invite().delivered
+    assert TokenVault(delegated.app.store, TOKEN_CACHE_KEY).forget("Supervisor")
+    delegated.clock.advance(hours=1)
+    delegated.writer.update_activity(delegated.ex.meeting, location="Кабинет 505")
+    report = delegated.sync(full=True)
+    assert report.problems == 1 and report.messages == 0
+    (overview,) = delegated.app.store.overview(delegated.ex.meeting)
+    assert overview.last_problem is not None
+    assert overview.last_problem.startswith("not_logged_in:")
+    assert len(fake_graph.messages()) == 1  # only the first send
+
+
 def test_login_is_only_for_delegated_mode(graph_world: World) -> None:
     path = write_config(
         graph_world.tmp / "app.yaml",

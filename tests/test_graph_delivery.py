@@ -325,6 +325,7 @@ def test_never_more_than_four_requests_in_flight_per_mailbox(
     assert stats["counters"].get("throttled", 0) == 0
     assert len(fake_graph.messages()) == 10
     assert graph_world.app.limiter.waits >= 1
+    assert stats["counters"]["tokens_client_credentials"] == 1  # concurrent first sends share it
 
 
 def test_the_fake_throttles_a_fifth_concurrent_request(
