@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ def register(commands: Any) -> None:
 class Report:
     ctx: Context
     problems: int = 0
-    lines: list[str] = field(default_factory=list)
 
     def ok(self, code: str, **params: Any) -> None:
         self.ctx.print(self.ctx.t("check_ok", text=self.ctx.t(code, **params)))
