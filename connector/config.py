@@ -415,6 +415,8 @@ def _problems(error: ValidationError, language: str) -> list[tuple[str, str]]:
         kind = item["type"]
         if kind == "missing":
             text = "field required"
+        elif kind == "extra_forbidden":
+            text = "unknown key"
         elif kind == "value_error":
             text = str(item["msg"]).removeprefix("Value error, ")
         else:
@@ -440,9 +442,53 @@ def parse_config(
         unset = {path for path, _ in problems}
         problems.extend(p for p in _problems(exc, language) if p[0] not in unset)
         raise ConfigError(problems) from None
+    problems.extend(file_problems(config))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def file_problems(config: Config) -> list[tuple[str, str]]:
+    """Files the chosen transport reads must exist and be readable; a certificate must open
+    with its passphrase. Found at start, not at the first send."""
+    found: list[tuple[str, str]] = []
+    files: dict[str, Path] = {}
+    if config.transport == "graph" and config.graph is not None:
+        files.update(config.graph.files())
+    if config.transport == "smtp" and config.smtp is not None and config.smtp.ca_bundle:
+        files["smtp.ca_bundle"] = config.smtp.ca_bundle
+    for key, path in files.items():
+        try:
+            data = path.read_bytes()
+        except IsADirectoryError:
+            found.append((key, f"{path} is a folder, not a file"))
+            continue
+        except OSError as exc:
+            found.append((key, f"cannot read {path}: {exc.strerror or type(exc).__name__}"))
+            continue
+        problem = _certificate_problem(key, data, config)
+        if problem:
+            found.append((key, f"{path}: {problem}"))
+    return found
+
+
+def _certificate_problem(key: str, data: bytes, config: Config) -> str | None:
+    """Why a certificate or key file cannot be used (None when it can)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs12
+
+    cert = config.graph.certificate if config.graph is not None else None
+    secret = cert.passphrase.get_secret_value().encode() if cert and cert.passphrase else None
+    try:
+        if key.endswith("pfx_path"):
+            pkcs12.load_key_and_certificates(data, secret)
+        elif key.endswith("pem_path"):
+            load_pem_private_key(data, secret)
+        elif key.endswith("public_certificate_path") or key.endswith("ca_bundle"):
+            x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError):
+        return "not a usable certificate or key (wrong format or passphrase)"
+    return None
 
 
 def load_config(
