@@ -84,6 +84,8 @@ class CrmConfig(_Section):
 
 class StateConfig(_Section):
     url: str = "sqlite:///connector-state.db"
+    #: how long a SQLite writer waits for another one before giving up
+    busy_timeout_seconds: float = Field(30.0, gt=0, le=600)
     #: encrypts the delegated-mode token caches in the state store (required by graph.mode
     #: delegated); at least 32 characters, e.g. ``openssl rand -base64 32``
     token_cache_key: SecretStr | None = None

@@ -103,14 +103,14 @@ class MeetingOverview:
     last_problem_at: datetime | None
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
     """An engine for the state store; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE."""
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
         engine = create_engine(
             url,
             future=True,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
             poolclass=StaticPool if memory else None,
         )
 
@@ -120,7 +120,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_conn.cursor()
             if not memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -221,8 +221,8 @@ class StateStore:
         self.postgres = engine.dialect.name == "postgresql"
 
     @classmethod
-    def from_url(cls, url: str) -> StateStore:
-        store = cls(make_engine(url))
+    def from_url(cls, url: str, busy_timeout: float = 30.0) -> StateStore:
+        store = cls(make_engine(url, busy_timeout))
         store.migrate()
         return store
 
