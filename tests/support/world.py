@@ -75,7 +75,7 @@ class CrmDb:
     kind: str
 
 
-def base_config(crm: CrmDb, tmp: Path, **sections: Any) -> dict[str, Any]:
+def base_config(crm: CrmDb, tmp: Path, /, **sections: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "crm": {"url": crm.url, **({"db_schema": crm.schema} if crm.schema else {})},
         "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
