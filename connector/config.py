@@ -278,16 +278,63 @@ class SyncConfig(_Section):
 class ApiConfig(_Section):
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
+    #: bearer tokens of the trusted callers (the CRM server); give them from the environment
     tokens: list[SecretStr] = Field(default_factory=list)
+    #: base URL under which the CRM's users reach the dialog (for the signed links)
     public_url: str | None = None
     link_ttl_seconds: int = Field(600, ge=10, le=86400)
+    #: key for signing dialog links; derived from the tokens when not set
+    link_secret: SecretStr | None = None
+    #: failed authentications allowed per client address within the window, then 429
+    failed_auth_limit: int = Field(10, ge=1, le=10_000)
+    failed_auth_window_seconds: float = Field(300.0, gt=0, le=86400)
+    #: addresses of reverse proxies whose X-Forwarded-For names the real client
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: origins allowed to show the dialog in a frame (CSP frame-ancestors); none by default
+    frame_ancestors: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError("must be HOST:PORT")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, token in enumerate(value):
+            text = token.get_secret_value()
+            if len(text) < 16 or not text.isprintable() or " " in text:
+                raise ValueError(
+                    f"token {index + 1} must be at least 16 printable characters without spaces"
+                )
+        return value
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("must be an http(s):// URL without query")
+        return value.rstrip("/")
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _ancestors(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.match(r"^https?://[A-Za-z0-9.:*-]+$", origin):
+                raise ValueError(f"'{origin}' is not an origin such as https://crm.example.com")
         return value
 
 
@@ -345,6 +392,8 @@ class Config(_Section):
         if self.smtp is not None and self.smtp.password:
             found.append(self.smtp.password.get_secret_value())
         found.extend(t.get_secret_value() for t in self.api.tokens)
+        if self.api.link_secret:
+            found.append(self.api.link_secret.get_secret_value())
         for url in (self.crm.url, self.state.url):
             password = make_url(url).password
             if password:
