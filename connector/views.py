@@ -43,16 +43,24 @@ def draft_as_dict(draft: Draft, lang: str) -> dict[str, Any]:
     }
 
 
+def outcome_of(result: InviteResult) -> str:
+    """``sent``, ``nothing`` (no change to send), ``failed`` (a message failed or was parked),
+    ``queued`` (recorded, but another worker holds or took over a message) or ``dry_run``."""
+    if result.dry_run:
+        return "dry_run"
+    if result.nothing_to_send:
+        return "nothing"
+    statuses = [d.status for d in result.deliveries]
+    if any(s in ("failed", "parked") for s in statuses):
+        return "failed"
+    if statuses and all(s == "sent" for s in statuses):
+        return "sent"
+    return "queued"
+
+
 def result_as_dict(result: InviteResult, lang: str) -> dict[str, Any]:
-    status = (
-        "dry_run"
-        if result.dry_run
-        else "nothing"
-        if result.nothing_to_send
-        else ("sent" if result.delivered else "failed")
-    )
     return {
-        "status": status,
+        "status": outcome_of(result),
         "activity_id": str(result.activity_id),
         "uid": result.uid,
         "sequence": result.sequence,

@@ -291,6 +291,15 @@ CATALOG: dict[str, dict[str, str]] = {
     "ui_error": {"ru": "Ошибка", "en": "Error"},
     "ui_done": {"ru": "Приглашение на встречу", "en": "Meeting invitation"},
     "ui_sending": {"ru": "Отправка…", "en": "Sending…"},
+    "serving": {
+        "ru": "HTTP API и окно приглашения: {url} (остановка: Ctrl+C или SIGTERM)",
+        "en": "HTTP API and invitation dialog at {url} (stop: Ctrl+C or SIGTERM)",
+    },
+    "server_died": {
+        "ru": "HTTP-сервер неожиданно остановился; подробности в журнале.",
+        "en": "The HTTP server stopped unexpectedly; see the log.",
+    },
+    "stopped": {"ru": "Остановлено.", "en": "Stopped."},
     # warnings shown by the draft (the dialog of figure 2.4)
     "warn_location_empty": {
         "ru": "Не заполнено место встречи.",

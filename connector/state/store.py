@@ -577,6 +577,26 @@ class StateStore:
             rows = conn.execute(select(m.c.status, func.count()).group_by(m.c.status)).all()
         return {str(status): int(count) for status, count in rows}
 
+    def message_counts(self) -> dict[tuple[str, str], int]:
+        """Messages in the outbox by (method, status)."""
+        m = t.messages
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(m.c.method, m.c.status, func.count()).group_by(m.c.method, m.c.status)
+            ).all()
+        return {(str(method), str(status)): int(count) for method, status, count in rows}
+
+    def attempt_counts(self) -> dict[tuple[str, str], int]:
+        """Delivery attempts by (method of the message, outcome)."""
+        m, a = t.messages, t.attempts
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(m.c.method, a.c.outcome, func.count())
+                .select_from(a.join(m, a.c.message == m.c.id))
+                .group_by(m.c.method, a.c.outcome)
+            ).all()
+        return {(str(method), str(outcome)): int(count) for method, outcome, count in rows}
+
     def overview(self, activity_id: UUID | None = None) -> list[MeetingOverview]:
         """Per meeting: the UID map entry and counts of its messages by status."""
         mt, m = t.meetings, t.messages

@@ -1,0 +1,111 @@
+"""Serving the API with uvicorn in a thread of its own, stoppable from any thread.
+
+``connector serve`` runs it alone; ``connector run`` runs it beside the scheduler. Both wait on
+:func:`connector.lifecycle.stop_on_signals` and then call :meth:`ApiServer.stop`, which lets
+requests in flight finish (up to ``graceful_seconds``) before the thread ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from mapping.errors import ConfigError
+
+log = logging.getLogger("connector.api.server")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) into host and port."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class ApiServer:
+    def __init__(
+        self,
+        api: FastAPI,
+        listen: str,
+        *,
+        trusted_proxies: Sequence[str] = (),
+        graceful_seconds: int = 10,
+    ) -> None:
+        self.listen = listen
+        host, port = split_listen(listen)
+        self.config = uvicorn.Config(
+            api,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies) or None,
+            timeout_graceful_shutdown=graceful_seconds,
+        )
+        self.server = uvicorn.Server(self.config)
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start serving; return once the socket listens. Raises ConfigError when it cannot."""
+        thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+        self._thread = thread
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not thread.is_alive():
+                raise ConfigError([("api.listen", f"cannot listen on {self.listen}")])
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError([("api.listen", f"not listening on {self.listen} in time")])
+            time.sleep(0.02)
+        log.info("event=api_listening url=%s", self.base_url)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def port(self) -> int:
+        for server in self.server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self.config.port
+
+    @property
+    def base_url(self) -> str:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop accepting, let requests in flight finish, and wait for the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.server.should_exit = True
+        thread.join(timeout)
+        if thread.is_alive():
+            self.server.force_exit = True
+            thread.join(5.0)
+        log.info("event=api_stopped clean=%s", not thread.is_alive())
+        self._thread = None
+
+    def __enter__(self) -> ApiServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,47 @@
+"""``connector serve``: the HTTP API and the dialog, without the scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from connector.cli import Context
+from mapping.errors import ConfigError, UsageError
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve the HTTP API and the invitation dialog (no scheduler)"
+    )
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help="override api.listen (port 0: any free port)"
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace, ctx: Context) -> int:
+    from connector.api import ApiServer, create_api
+    from connector.config import ApiConfig
+    from connector.lifecycle import stop_on_signals
+
+    settings = ctx.config.api
+    if not settings.enabled:
+        raise UsageError(detail="the HTTP API is disabled (api.enabled: false)")
+    if not settings.tokens:
+        raise ConfigError([("api.tokens", "at least one token is needed to serve the API")])
+    listen = settings.listen
+    if args.listen:
+        listen = ApiConfig.model_validate({"listen": args.listen}).listen
+    server = ApiServer(create_api(ctx.app), listen, trusted_proxies=settings.trusted_proxies)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        server.start()
+        ctx.print(ctx.t("serving", url=server.base_url))
+        while not stop.wait(0.5):
+            if not server.alive:
+                ctx.err.write(ctx.t("server_died") + "\n")
+                return 1
+        server.stop()
+    ctx.print(ctx.t("stopped"))
+    return 0
