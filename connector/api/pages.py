@@ -43,7 +43,7 @@ class Pages:
                 "default-src 'none'",
                 f"script-src 'nonce-{nonce}'",
                 f"style-src 'nonce-{nonce}'",
-                "img-src 'self'",
+                "img-src 'self' data:",
                 "form-action 'self'",
                 "base-uri 'none'",
                 f"frame-ancestors {self.frame_ancestors}",

@@ -55,7 +55,7 @@ class ApiServer:
 
     def start(self, timeout: float = 15.0) -> None:
         """Start serving; return once the socket listens. Raises ConfigError when it cannot."""
-        thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
+        thread = threading.Thread(target=self._run, name="api-server", daemon=True)
         self._thread = thread
         thread.start()
         deadline = time.monotonic() + timeout
@@ -67,6 +67,12 @@ class ApiServer:
                 raise ConfigError([("api.listen", f"not listening on {self.listen} in time")])
             time.sleep(0.02)
         log.info("event=api_listening url=%s", self.base_url)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit as exit_:  # uvicorn exits when it cannot bind or start up
+            log.error("event=api_start_failed listen=%s code=%s", self.listen, exit_.code)
 
     @property
     def alive(self) -> bool:
