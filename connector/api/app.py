@@ -7,18 +7,20 @@ The caller owns ``app`` (and closes it); the API only borrows it.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from connector import __version__
 from connector.api import dialog, invitations, operations
-from connector.api.context import ApiContext, connector_error_json, context_of, error_json
+from connector.api.context import ApiContext, connector_error_json, error_json
 from connector.api.errors import status_of
 from connector.api.middleware import AccessLog
 from connector.api.pages import Pages
@@ -47,12 +49,25 @@ Refusals answer 4xx with a stable `code` and a `message` in the `Accept-Language
 """
 
 
+ROUTERS = (operations.public, invitations.router, dialog.router, operations.router)
+
+
 def _is_page(request: Request) -> bool:
     return request.url.path.startswith("/ui/")
 
 
 def _page_error(ctx: ApiContext, language: str, status: int, message: str) -> Response:
     return ctx.pages.outcome(language, status=status, kind="error", message=message)
+
+
+def _route_table(routers: Sequence[APIRouter]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path pattern, methods) of every route, for the Allow header of a 405."""
+    return [
+        (route.path_regex, set(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
 
 
 def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> FastAPI:
@@ -87,9 +102,15 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
     api.add_middleware(AuthGate, guard=Guard(tokens, limiter, links), deny=deny)
     api.add_middleware(AccessLog)
 
+    routes = _route_table(ROUTERS)
+
+    def allowed(path: str) -> str:
+        # Starlette names only the methods of the first route that matches the path
+        methods = {m for pattern, ms in routes if pattern.match(path) for m in ms}
+        return ", ".join(sorted(methods))
+
     async def on_connector_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ConnectorError)
-        ctx = context_of(request)
         language = ctx.language(request)
         if status_of(exc) >= 500:
             log.warning("event=api_error path=%s code=%s", request.url.path, exc.code)
@@ -104,7 +125,6 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
             where = ".".join(str(p) for p in item.get("loc", ()))
             problems.append(f"{where}: {item.get('msg', 'invalid')}")
         detail = "; ".join(problems)[:500]
-        ctx = context_of(request)
         language = ctx.language(request)
         if _is_page(request):
             return _page_error(ctx, language, 422, render("invalid_request", language,
@@ -113,10 +133,16 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # a body FastAPI could not even decode
+            return error_json(422, "invalid_request", ctx.language(request),
+                              {"detail": str(exc.detail)})
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed(request.url.path)
         return JSONResponse(
             {"code": f"http_{exc.status_code}", "message": str(exc.detail), "params": {}},
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     async def on_crash(request: Request, exc: Exception) -> Response:
@@ -128,8 +154,6 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
     api.add_exception_handler(StarletteHTTPException, on_http_error)
     api.add_exception_handler(Exception, on_crash)
 
-    api.include_router(operations.public)
-    api.include_router(invitations.router)
-    api.include_router(dialog.router)
-    api.include_router(operations.router)
+    for router in ROUTERS:
+        api.include_router(router)
     return api

@@ -203,8 +203,11 @@ def test_every_refusal_code_has_a_status_and_texts_in_both_languages() -> None:
                           headers={**EN, "Content-Type": "application/json"}), "body"),
         (lambda c: c.get(f"/activities/{uuid4()}/invitation", params={"user": "a\x00b"},
                          headers=EN), "user"),
+        (lambda c: c.post(f"/activities/{uuid4()}/invitation", content=b"\xff\xfe\x00{",
+                          headers={**EN, "Content-Type": "application/json"}), "body"),
     ],
-    ids=["bad-id", "no-user", "unknown-field", "empty-body", "broken-json", "control-char"],
+    ids=["bad-id", "no-user", "unknown-field", "empty-body", "broken-json", "control-char",
+         "not-utf8"],
 )
 def test_malformed_requests_get_422_invalid_request(
     client: TestClient, make_request: Callable[[TestClient], object], where: str
@@ -340,3 +343,10 @@ def test_status_shows_the_uid_map_entry_and_the_message_log(
 def test_status_of_an_unknown_activity_is_404(client: TestClient) -> None:
     answer = client.get(f"/activities/{uuid4()}/invitation/status", headers=EN)
     assert (answer.status_code, answer.json()["code"]) == (404, "not_found")
+
+
+def test_a_wrong_method_names_every_allowed_one(client: TestClient, api_world: World) -> None:
+    answer = client.delete(draft_url(api_world.ex.meeting), headers=AUTH)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
+    assert answer.json()["code"] == "http_405"
