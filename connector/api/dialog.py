@@ -19,12 +19,12 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from connector.api.context import ApiContext, context_of
-from connector.api.docs import HTML_RESPONSES, bearer_scheme
+from connector.api.contract import HTML_RESPONSES, PROTECTED
 from connector.api.models import LOGIN_PATTERN
 from connector.service import Draft, InviteResult
 from connector.views import outcome_of
@@ -33,7 +33,7 @@ from mapping.errors import Refusal, UsageError
 from mapping.messages import render
 from mapping.model import SenderKind
 
-router = APIRouter(tags=["dialog"], dependencies=[Security(bearer_scheme)])
+router = APIRouter(tags=["dialog"], dependencies=PROTECTED)
 
 MAX_FORM_BYTES = 64 * 1024
 MAX_RECIPIENTS = 1000
@@ -204,8 +204,13 @@ async def dialog_submit(
     ctx = context_of(request)
     language = ctx.language(request)
     form = await _read_form(request)
-    recipients = [r[:320] for r in form.get("recipient", [])][:MAX_RECIPIENTS]
-    answer = (form.get("answer") or [""])[0]
+    recipients = form.get("recipient", [])
+    answers = form.get("answer", [])
+    if len(recipients) > MAX_RECIPIENTS or any(len(r) > 320 for r in recipients):
+        raise UsageError("invalid_request", detail="recipient: too many or too long")
+    if len(answers) > 1 or any(a not in ("yes", "no") for a in answers):
+        raise UsageError("invalid_request", detail="answer: expected yes or no")
+    answer = answers[0] if answers else ""
     if answer == "no":
         return ctx.pages.outcome(
             language, status=200, kind="info", message=render("label_not_sent", language)

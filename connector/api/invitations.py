@@ -8,18 +8,18 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Security
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from connector.api.context import context_of
-from connector.api.docs import (
+from connector.api.contract import (
     DELIVERY_FAILED,
     GUARDED,
     NOT_FOUND,
+    PROTECTED,
     RULES,
     UNAVAILABLE,
     Responses,
-    bearer_scheme,
 )
 from connector.api.errors import public_params
 from connector.api.models import (
@@ -47,7 +47,7 @@ DRAFT_RESPONSES: Responses = {**GUARDED, **RULES}
 SEND_RESPONSES: Responses = {**GUARDED, **RULES, **DELIVERY_FAILED}
 STATUS_RESPONSES: Responses = {**GUARDED, **NOT_FOUND, **UNAVAILABLE}
 
-router = APIRouter(tags=["invitations"], dependencies=[Security(bearer_scheme)])
+router = APIRouter(tags=["invitations"], dependencies=PROTECTED)
 
 UserQuery = Annotated[
     str,

@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from connector.api.context import context_of
-from connector.api.docs import GUARDED, Responses, bearer_scheme
+from connector.api.contract import GUARDED, PROTECTED, Responses
 from connector.api.metrics import render_metrics
 from connector.api.models import CheckOut, HealthOut, ReadyOut
 from connector.app import App
@@ -26,7 +26,7 @@ METRICS_RESPONSES: Responses = {
 READY_RESPONSES: Responses = {**GUARDED, 503: {"model": ReadyOut, "description": "Not ready"}}
 
 public = APIRouter(tags=["operations"])
-router = APIRouter(tags=["operations"], dependencies=[Security(bearer_scheme)])
+router = APIRouter(tags=["operations"], dependencies=PROTECTED)
 
 
 @public.get("/healthz", response_model=HealthOut, summary="Liveness (no token needed)")

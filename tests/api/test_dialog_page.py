@@ -202,3 +202,17 @@ def test_the_form_rejects_other_content(client: TestClient, api_world: World) ->
     )
     assert page.status_code == 422
     assert api_world.envelopes() == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[("answer", "maybe")], [("answer", "yes"), ("answer", "no")], [("recipient", "x" * 321)]],
+    ids=["unknown-answer", "two-answers", "long-recipient"],
+)
+def test_the_form_rejects_values_outside_its_schema(
+    client: TestClient, api_world: World, data: list[tuple[str, str]]
+) -> None:
+    page = submit(client, api_world.ex.meeting, data)
+    assert page.status_code == 422
+    assert "Неверный запрос" in page.text
+    assert api_world.envelopes() == []

@@ -205,9 +205,11 @@ def test_every_refusal_code_has_a_status_and_texts_in_both_languages() -> None:
                          headers=EN), "user"),
         (lambda c: c.post(f"/activities/{uuid4()}/invitation", content=b"\xff\xfe\x00{",
                           headers={**EN, "Content-Type": "application/json"}), "body"),
+        (lambda c: c.get(f"/activities/{uuid4()}/invitation?user=a&user=b", headers=EN),
+         "user"),
     ],
     ids=["bad-id", "no-user", "unknown-field", "empty-body", "broken-json", "control-char",
-         "not-utf8"],
+         "not-utf8", "repeated-user"],
 )
 def test_malformed_requests_get_422_invalid_request(
     client: TestClient, make_request: Callable[[TestClient], object], where: str

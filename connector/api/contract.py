@@ -1,12 +1,15 @@
-"""Documented responses shared by the routes (every status a route can answer is in the schema)."""
+"""The published contract shared by the routes: the bearer scheme, one value per query
+parameter, and every documented response (each status a route can answer is in the schema)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
 
 from connector.api.models import DeliveryFailedOut, ErrorOut
+from mapping.errors import UsageError
 
 #: publishes the bearer scheme in the OpenAPI document; the AuthGate middleware enforces it
 bearer_scheme = HTTPBearer(
@@ -17,6 +20,15 @@ bearer_scheme = HTTPBearer(
 
 
 Responses = dict[int | str, dict[str, Any]]
+
+
+def single_query_values(request: Request) -> None:
+    """Refuse a query parameter given twice (``?user=a&user=b``): which one counts would be a
+    guess, and for a dialog link a way to confuse the signature check."""
+    keys = [key for key, _ in request.query_params.multi_items()]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise UsageError("invalid_request", detail=f"repeated query parameter: {repeated[0]}")
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -65,3 +77,7 @@ HTML_RESPONSES: Responses = {
     502: html("The transport could not deliver"),
     503: html("The CRM or the state database is unreachable"),
 }
+
+
+#: every route behind the gate: the bearer scheme in the schema, one value per query parameter
+PROTECTED = [Security(bearer_scheme), Depends(single_query_values)]
