@@ -143,7 +143,7 @@ def post_invitation(
     result = ctx.app.service.invite(
         activity_id,
         body.user,
-        body.recipient_list(),
+        body.recipients,
         without_location=body.send_without_location,
     )
     view = InviteResultOut.model_validate(result_view(result, language))

@@ -49,7 +49,9 @@ class AccessLog:
             await self.app(scope, receive, send_with_headers)
         finally:
             auth = scope.get("state", {}).get("auth", "-")
-            log.info(
+            quiet = scope.get("path") == "/healthz" and status == 200
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "event=http_request method=%s path=%s status=%d ms=%.1f client=%s auth=%s",
                 scope.get("method", "-"),
                 scope.get("path", "-"),

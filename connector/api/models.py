@@ -7,14 +7,14 @@ CLI prints with ``--json``: a drift between the two fails the tests instead of t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 #: CRM logins and recipient tokens: printable text, no control characters
 LOGIN_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-Login = str
+Recipient = Annotated[str, Field(min_length=1, max_length=320)]
 
 
 class _Out(BaseModel):
@@ -73,7 +73,7 @@ class InviteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: str = Field(min_length=1, max_length=256, pattern=LOGIN_PATTERN, examples=["Supervisor"])
-    recipients: list[str] | None = Field(
+    recipients: list[Recipient] | None = Field(
         default=None,
         max_length=1000,
         description="contact ids or e-mail addresses of participants; null: the default "
@@ -82,9 +82,6 @@ class InviteIn(BaseModel):
     send_without_location: bool = Field(
         default=False, description="the user answered 'Yes' to the empty-place warning"
     )
-
-    def recipient_list(self) -> list[str] | None:
-        return None if self.recipients is None else [r[:320] for r in self.recipients]
 
 
 class MessageOut(_Out):
