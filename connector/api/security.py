@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import math
 import os
 import re
@@ -35,6 +36,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector.config import ApiConfig
+
+log = logging.getLogger("connector.api.security")
 
 #: paths answered without credentials
 PUBLIC_PATHS = frozenset({"/healthz"})
@@ -212,6 +215,7 @@ class Guard:
         wait = self.limiter.blocked_for(client)
         if wait > 0:
             seconds = math.ceil(wait)
+            log.warning("event=auth_blocked client=%s retry_after=%d", client, seconds)
             return Denial(429, "rate_limited", {"seconds": seconds}, retry_after=seconds)
         header = request.headers.get("authorization")
         if header is not None:
@@ -238,6 +242,7 @@ class Guard:
 
     def _failed(self, client: str, code: str) -> Denial:
         self.limiter.failed(client)
+        log.warning("event=auth_failed client=%s code=%s", client, code)
         return Denial(401, code)
 
 

@@ -1,8 +1,13 @@
 """Serving the API with uvicorn in a thread of its own, stoppable from any thread.
 
-``connector serve`` runs it alone; ``connector run`` runs it beside the scheduler. Both wait on
-:func:`connector.lifecycle.stop_on_signals` and then call :meth:`ApiServer.stop`, which lets
-requests in flight finish (up to ``graceful_seconds``) before the thread ends.
+``connector serve`` runs it alone; ``connector run`` runs it beside the scheduler::
+
+    server = server_for(app)             # checks api.tokens, builds the FastAPI app
+    stop = threading.Event()
+    with stop_on_signals(stop):          # SIGINT / SIGTERM set the event
+        server.start()                   # returns once the socket listens
+        ...                              # the scheduler, or just stop.wait()
+    server.stop()                        # requests in flight finish (graceful_seconds)
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
+from connector.api.app import create_api
+from connector.app import App
 from mapping.errors import ConfigError
 
 log = logging.getLogger("connector.api.server")
@@ -25,6 +32,17 @@ def split_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8080`` for IPv6) into host and port."""
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def server_for(app: App, listen: str | None = None) -> ApiServer:
+    """The server ``api:`` describes for ``app`` (``listen`` overrides ``api.listen``), not yet
+    started. Refuses without a token: nothing but ``/healthz`` could be used."""
+    settings = app.config.api
+    if not settings.tokens:
+        raise ConfigError([("api.tokens", "at least one token is needed to serve the API")])
+    return ApiServer(
+        create_api(app), listen or settings.listen, trusted_proxies=settings.trusted_proxies
+    )
 
 
 class ApiServer:

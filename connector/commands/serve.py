@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from connector.cli import Context
-from mapping.errors import ConfigError, UsageError
+from mapping.errors import UsageError
 
 
 def register(commands: Any) -> None:
@@ -21,19 +21,19 @@ def register(commands: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace, ctx: Context) -> int:
-    from connector.api import ApiServer, create_api
+    from connector.api import server_for
     from connector.config import ApiConfig
     from connector.lifecycle import stop_on_signals
 
-    settings = ctx.config.api
-    if not settings.enabled:
+    if not ctx.config.api.enabled:
         raise UsageError(detail="the HTTP API is disabled (api.enabled: false)")
-    if not settings.tokens:
-        raise ConfigError([("api.tokens", "at least one token is needed to serve the API")])
-    listen = settings.listen
+    listen = None
     if args.listen:
-        listen = ApiConfig.model_validate({"listen": args.listen}).listen
-    server = ApiServer(create_api(ctx.app), listen, trusted_proxies=settings.trusted_proxies)
+        try:
+            listen = ApiConfig.model_validate({"listen": args.listen}).listen
+        except ValueError:
+            raise UsageError(detail=f"--listen {args.listen[:60]}: expected HOST:PORT") from None
+    server = server_for(ctx.app, listen)
     stop = threading.Event()
     with stop_on_signals(stop):
         server.start()

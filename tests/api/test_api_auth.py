@@ -318,5 +318,6 @@ def test_request_log_has_no_token_signature_or_query(
     text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("connector"))
     assert "event=http_request method=GET path=/ui/activities/" in text
     assert "auth=link" in text and "auth=token" in text
+    assert "event=auth_failed client=testclient code=unauthorized" in text
     assert TOKEN not in text and sig not in text and "exp=" not in text
     assert "Встреча с клиентом" not in text  # no message content either

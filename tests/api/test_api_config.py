@@ -61,3 +61,17 @@ def test_serve_refuses_when_the_api_is_disabled(world: World) -> None:
     code = main(["--config", str(config), "--lang", "en", "serve"], out=io.StringIO(), err=err)
     assert code == 2
     assert "api.enabled: false" in err.getvalue()
+
+
+def test_serve_refuses_a_malformed_listen_option(world: World) -> None:
+    config = world.tmp / "config.yaml"
+    data = base_config(world.crm, world.tmp, api={"tokens": [TOKEN]})
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    err = io.StringIO()
+    code = main(
+        ["--config", str(config), "--lang", "en", "serve", "--listen", "localhost"],
+        out=io.StringIO(),
+        err=err,
+    )
+    assert code == 2
+    assert "--listen localhost: expected HOST:PORT" in err.getvalue()
