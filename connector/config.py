@@ -304,6 +304,8 @@ class ApiConfig(_Section):
     @field_validator("tokens")
     @classmethod
     def _tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # an empty entry (``${CONNECTOR_API_TOKEN:-}`` with the variable unset) is no token
+        value = [token for token in value if token.get_secret_value()]
         for index, token in enumerate(value):
             text = token.get_secret_value()
             if len(text) < 16 or not text.isprintable() or " " in text:

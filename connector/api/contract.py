@@ -51,6 +51,13 @@ CONFLICT: Responses = {
         "`invalid_time`"
     )
 }
+REFUSED_DELIVERY: Responses = {
+    403: {
+        "model": ErrorOut | DeliveryFailedOut,
+        "description": "`user_inactive`, `no_mailbox_rights`, `not_logged_in`; when the mail "
+        "system refused the message (Exchange denies Send As), with the per-recipient result",
+    }
+}
 DELIVERY_FAILED: Responses = {
     502: {"model": DeliveryFailedOut, "description": "The transport could not deliver"}
 }

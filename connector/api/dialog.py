@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse
 
 from connector.api.context import ApiContext, context_of
 from connector.api.contract import HTML_RESPONSES, PROTECTED
+from connector.api.errors import status_of
 from connector.api.models import LOGIN_PATTERN
 from connector.service import Draft, InviteResult
 from connector.views import outcome_of
@@ -176,7 +177,7 @@ def _result_page(ctx: ApiContext, result: InviteResult, language: str) -> HTMLRe
                                  details=lines)
     if status == "failed":
         error = next(d.error for d in result.deliveries if d.error is not None)
-        return ctx.pages.outcome(language, status=502, kind="error",
+        return ctx.pages.outcome(language, status=status_of(error), kind="error",
                                  message=error.message(language), details=lines)
     if status == "queued":
         count = len({r for o in result.outgoing for r in o.recipients})

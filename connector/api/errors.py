@@ -18,6 +18,11 @@ refusal ``code``              status  why
 ``unknown_recipient``         422     a recipient is not a participant of the activity
 ============================  ======  =====================================================
 
+A delivery that the mail system refused for a reason the user can act on
+(:class:`mapping.errors.DeliveryRefused`: Exchange denies Send As, ``no_mailbox_rights``; a
+delegated sign-in is missing, ``not_logged_in``) answers like the refusal of the same code
+(403), with the per-recipient result.
+
 Other errors: a malformed request 422 (``invalid_request``, any usage error), a bad or missing
 credential 401 (``unauthorized``, ``link_invalid``, ``link_expired``), too many failed
 authentications 429
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mapping.errors import ConnectorError, DeliveryError, Refusal, UsageError
+from mapping.errors import ConnectorError, DeliveryError, DeliveryRefused, Refusal, UsageError
 
 REFUSAL_STATUS: dict[str, int] = {
     "not_found": 404,
@@ -51,7 +56,7 @@ UNAVAILABLE_CODES = frozenset({"crm_unavailable", "state_unavailable"})
 
 
 def status_of(error: ConnectorError) -> int:
-    if isinstance(error, Refusal):
+    if isinstance(error, Refusal | DeliveryRefused):
         return REFUSAL_STATUS.get(error.code, DEFAULT_REFUSAL_STATUS)
     if isinstance(error, DeliveryError):
         return 502

@@ -17,11 +17,12 @@ from connector.api.contract import (
     GUARDED,
     NOT_FOUND,
     PROTECTED,
+    REFUSED_DELIVERY,
     RULES,
     UNAVAILABLE,
     Responses,
 )
-from connector.api.errors import public_params
+from connector.api.errors import public_params, status_of
 from connector.api.models import (
     LOGIN_PATTERN,
     DeliveryFailedOut,
@@ -44,7 +45,7 @@ from mapping.errors import Refusal
 from mapping.messages import render
 
 DRAFT_RESPONSES: Responses = {**GUARDED, **RULES}
-SEND_RESPONSES: Responses = {**GUARDED, **RULES, **DELIVERY_FAILED}
+SEND_RESPONSES: Responses = {**GUARDED, **RULES, **REFUSED_DELIVERY, **DELIVERY_FAILED}
 STATUS_RESPONSES: Responses = {**GUARDED, **NOT_FOUND, **UNAVAILABLE}
 
 router = APIRouter(tags=["invitations"], dependencies=PROTECTED)
@@ -153,7 +154,8 @@ def post_invitation(
     failed = DeliveryFailedOut(
         code=error.code, message=error.message(language), params=public_params(error), result=view
     )
-    return JSONResponse(failed.model_dump(mode="json"), status_code=502)
+    # 502 for the transport's error; a refusal by the mail system (Send As) like a refusal
+    return JSONResponse(failed.model_dump(mode="json"), status_code=status_of(error))
 
 
 @router.get(

@@ -2,12 +2,11 @@
 
 ``connector serve`` runs it alone; ``connector run`` runs it beside the scheduler::
 
-    server = server_for(app)             # checks api.tokens, builds the FastAPI app
-    stop = threading.Event()
-    with stop_on_signals(stop):          # SIGINT / SIGTERM set the event
-        server.start()                   # returns once the socket listens
-        ...                              # the scheduler, or just stop.wait()
-    server.stop()                        # requests in flight finish (graceful_seconds)
+    server = server_for(app)      # checks api.tokens, builds the FastAPI app
+    server.start()                # returns once the socket listens (ConfigError if it cannot)
+    ...                           # the scheduler, if any
+    wait_for_signal(server.stop, extra=server.finished)   # SIGINT/SIGTERM, or the server died
+                                  # stop(): requests in flight finish (graceful_seconds)
 """
 
 from __future__ import annotations
@@ -70,6 +69,9 @@ class ApiServer:
         )
         self.server = uvicorn.Server(self.config)
         self._thread: threading.Thread | None = None
+        self._stopping = False
+        #: set when the serving thread has ended, whether stopped or failed
+        self.finished = threading.Event()
 
     def start(self, timeout: float = 15.0) -> None:
         """Start serving; return once the socket listens. Raises ConfigError when it cannot."""
@@ -91,6 +93,15 @@ class ApiServer:
             self.server.run()
         except SystemExit as exit_:  # uvicorn exits when it cannot bind or start up
             log.error("event=api_start_failed listen=%s code=%s", self.listen, exit_.code)
+        except Exception:
+            log.exception("event=api_crashed listen=%s", self.listen)
+        finally:
+            self.finished.set()
+
+    @property
+    def failed(self) -> bool:
+        """The serving thread ended without being asked to."""
+        return self.finished.is_set() and not self._stopping
 
     @property
     def alive(self) -> bool:
@@ -114,6 +125,7 @@ class ApiServer:
         thread = self._thread
         if thread is None:
             return
+        self._stopping = True
         self.server.should_exit = True
         thread.join(timeout)
         if thread.is_alive():

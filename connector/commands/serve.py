@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
 
 from connector.cli import Context
@@ -23,7 +22,7 @@ def register(commands: Any) -> None:
 def run_serve(args: argparse.Namespace, ctx: Context) -> int:
     from connector.api import server_for
     from connector.config import ApiConfig
-    from connector.lifecycle import stop_on_signals
+    from connector.runner import wait_for_signal
 
     if not ctx.config.api.enabled:
         raise UsageError(detail="the HTTP API is disabled (api.enabled: false)")
@@ -34,14 +33,11 @@ def run_serve(args: argparse.Namespace, ctx: Context) -> int:
         except ValueError:
             raise UsageError(detail=f"--listen {args.listen[:60]}: expected HOST:PORT") from None
     server = server_for(ctx.app, listen)
-    stop = threading.Event()
-    with stop_on_signals(stop):
-        server.start()
-        ctx.print(ctx.t("serving", url=server.base_url))
-        while not stop.wait(0.5):
-            if not server.alive:
-                ctx.err.write(ctx.t("server_died") + "\n")
-                return 1
-        server.stop()
+    server.start()
+    ctx.print(ctx.t("serving", url=server.base_url))
+    wait_for_signal(server.stop, extra=server.finished)
+    if server.failed:
+        ctx.err.write(ctx.t("server_died") + "\n")
+        return 1
     ctx.print(ctx.t("stopped"))
     return 0

@@ -14,8 +14,7 @@ from sqlalchemy import delete
 from connector.app import App, build_app
 from connector.crm.sample import CANCELLED_STATUS
 from connector.ports import Envelope
-from connector.service import InvitationService, InviteResult
-from mapping.errors import PermanentDeliveryError, Refusal, TransientDeliveryError
+from mapping.errors import PermanentDeliveryError, TransientDeliveryError
 from tests.support.world import World
 
 TOKEN = "crm-server-token-0123456789abcdef"
@@ -70,14 +69,6 @@ class TokenlessGraph:
 
     def close(self) -> None:
         return None
-
-
-class DelegatedSending(InvitationService):
-    """The service as in delegated Graph mode before the user signed in."""
-
-    def invite(self, activity_id: UUID, login: str, *args: Any, **kwargs: Any) -> InviteResult:
-        user = self.user(login)
-        raise Refusal("not_logged_in", login=user.login)
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from tests.api.helpers import (
     AUTH,
     DIALOG_REFUSALS,
     PARTICIPANTS,
-    DelegatedSending,
     RefusingMailServer,
     UnreachableMailServer,
     app_with,
@@ -168,20 +167,8 @@ def test_a_non_participant_is_refused(client: TestClient, api_world: World) -> N
     assert api_world.envelopes() == []
 
 
-def test_delegated_sending_before_sign_in_is_refused(api_world: World) -> None:
-    app = api_world.app
-    app.service = DelegatedSending(
-        app.config, app.crm, app.store, app.deliverer, app.clock
-    )
-    with TestClient(create_api(app)) as client:
-        answer = client.post(
-            draft_url(api_world.ex.meeting), json={"user": "Supervisor"}, headers=RU
-        )
-    assert (answer.status_code, answer.json()["code"]) == (403, "not_logged_in")
-    assert "connector login --as Supervisor" in answer.json()["message"]
-
-
 def test_every_refusal_code_has_a_status_and_texts_in_both_languages() -> None:
+    # not_logged_in: test_api_graph.py (delegated Graph without a sign-in)
     exercised = {*DIALOG_REFUSALS, "location_empty", "no_recipients", "unknown_recipient",
                  "not_logged_in"}
     assert exercised == set(REFUSAL_STATUS)

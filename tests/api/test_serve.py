@@ -32,10 +32,10 @@ def write_config(world: World, **api: object) -> Path:
     return path
 
 
-def start(config: Path, *extra: str) -> subprocess.Popen[str]:
+def start(config: Path, *extra: str, command: str = "serve") -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CONNECTOR_API_TOKEN": TOKEN}
     return subprocess.Popen(
-        [sys.executable, "-m", "connector", "--config", str(config), "--lang", "en", "serve",
+        [sys.executable, "-m", "connector", "--config", str(config), "--lang", "en", command,
          *extra],
         cwd=ROOT,
         env=env,
@@ -179,3 +179,74 @@ def test_the_runner_reports_a_busy_port(api_world: World) -> None:
         server = ApiServer(create_api(api_world.app), f"127.0.0.1:{busy.getsockname()[1]}")
         with pytest.raises(ConfigError):
             server.start()
+
+
+class Lines:
+    """The lines a child process writes to a stream, collected by a thread as they come."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no line with {text!r} in time: {self.lines[-5:]}")
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+def test_run_serves_the_api_beside_the_scheduler(api_world: World) -> None:
+    config = write_config(
+        api_world,
+        listen="127.0.0.1:0",
+    )
+    data = yaml.safe_load(config.read_text())
+    data["sync"] = {"interval_seconds": 0.5}
+    data["delivery"] = {**data["delivery"], "poll_seconds": 0.5}
+    data["logging"] = {"level": "INFO", "format": "kv"}
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    process = start(config, command="run")
+    log = Lines(process.stderr)
+    try:
+        line = log.wait_for("event=api_listening url=")
+        url = line.split("url=")[1].split()[0]
+        log.wait_for("event=service_started")
+        with httpx.Client(base_url=url, timeout=20) as http:
+            assert http.get("/healthz").status_code == 200
+            sent = http.post(
+                f"/activities/{api_world.ex.meeting}/invitation",
+                json={"user": "Supervisor"},
+                headers=AUTH,
+            )
+        assert sent.status_code == 200 and sent.json()["status"] == "sent"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    text = log.text()
+    assert process.returncode == 0, text
+    assert "event=api_stopped clean=True" in text and "event=service_stopped" in text
+    assert TOKEN not in text
+    assert len(list(api_world.outbox.glob("*.eml"))) == 1
+
+
+def test_run_refuses_an_enabled_api_without_tokens(api_world: World) -> None:
+    config = write_config(api_world)
+    data = yaml.safe_load(config.read_text())
+    data["api"]["tokens"] = []
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    process = start(config, command="run")
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "api.tokens: at least one token is needed" in err
