@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from connector.logs import setup_logging
+from mapping.errors import ConfigError
 from tests.support.fake_graph import AppCertificate, FakeGraph
 from tests.support.graph_env import (
     CLIENT_SECRET,
@@ -115,10 +116,10 @@ def test_graph_app_only_and_delegated_runs_keep_secrets_out_of_logs(
     wrong = {"pfx_path": str(cert.pfx_path), "passphrase": PASSPHRASE + "x"}
     sections = graph_sections(fake_graph, certificate=wrong)
     del sections["graph"]["client_secret"]
-    w = world_in(tmp_path / "cert-world", **sections)
     setup_logging("DEBUG", "kv", [PASSPHRASE, PASSPHRASE + "x"], stream=captured.stream)
-    texts += [d.error.message("en") for d in w.invite().deliveries if d.error]
-    w.close()
+    with pytest.raises(ConfigError) as refused:  # found when the config is loaded
+        world_in(tmp_path / "cert-world", **sections)
+    texts += [refused.value.message("en"), refused.value.message("ru"), repr(refused.value)]
 
     w = world_in(tmp_path / "delegated", **graph_sections(fake_graph, delegated=True))
     setup_logging("DEBUG", "kv", w.config.secrets(), stream=captured.stream)
@@ -130,7 +131,7 @@ def test_graph_app_only_and_delegated_runs_keep_secrets_out_of_logs(
 
     out = captured.everything(texts)
     assert "event=message_sent" in out and "event=graph_send" in out  # the logs are there
-    assert "ErrorAccessDenied" in out and "Invalid password or PKCS12 data" in out
+    assert "ErrorAccessDenied" in out and "not a usable certificate or key" in out
     assert fake_graph.stats()["counters"]["tokens_client_credentials"] == 2
     assert [r["status"] for r in fake_graph.requests("sendMail")][:4] == [202, 401, 202, 503]
     secrets = [CLIENT_SECRET, PASSPHRASE, TOKEN_CACHE_KEY, *fake_graph.issued_tokens()]

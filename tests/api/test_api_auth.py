@@ -172,9 +172,10 @@ def test_failed_attempts_are_limited_per_client_then_released(
 def test_the_brake_holds_one_client_only(api_world: World, ticker: Ticker) -> None:
     api = create_api(api_world.app, monotonic=ticker)
     wrong = {"Authorization": "Bearer wrong-token-wrong-token"}
-    with TestClient(api, client=("10.0.0.1", 5000)) as attacker, TestClient(
-        api, client=("10.0.0.2", 5000)
-    ) as crm:
+    with (
+        TestClient(api, client=("10.0.0.1", 5000)) as attacker,
+        TestClient(api, client=("10.0.0.2", 5000)) as crm,
+    ):
         for _ in range(6):
             attacker.get("/readyz", headers=wrong)
         assert attacker.get("/readyz", headers=AUTH).status_code == 429
@@ -269,9 +270,7 @@ def test_an_expired_link_is_refused_with_its_own_message(
     assert "Срок действия ссылки истёк" in page.text
 
 
-def test_links_are_issued_for_known_active_users_only(
-    client: TestClient, api_world: World
-) -> None:
+def test_links_are_issued_for_known_active_users_only(client: TestClient, api_world: World) -> None:
     assert issue(client, api_world.ex.meeting, "Ghost").json()["code"] == "user_not_found"
     assert issue(client, uuid4()).json()["code"] == "not_found"
 

@@ -90,11 +90,13 @@ def test_metrics_count_sent_messages_by_method_and_the_queue(
 ) -> None:
     before = scrape(client)
     assert before[("connector_messages_sent_total", (("method", "REQUEST"),))] == 0
-    client.post(f"/activities/{api_world.ex.meeting}/invitation", json={"user": "Supervisor"},
-                headers=AUTH)
+    client.post(
+        f"/activities/{api_world.ex.meeting}/invitation", json={"user": "Supervisor"}, headers=AUTH
+    )
     api_world.writer.remove_participant(api_world.ex.meeting, api_world.ex.liza)
-    client.post(f"/activities/{api_world.ex.meeting}/invitation", json={"user": "Supervisor"},
-                headers=AUTH)
+    client.post(
+        f"/activities/{api_world.ex.meeting}/invitation", json={"user": "Supervisor"}, headers=AUTH
+    )
     after = scrape(client)
     # the first send is one REQUEST; removing Liza cancels her invitation with one CANCEL
     assert after[("connector_messages_sent_total", (("method", "REQUEST"),))] == 1
@@ -108,8 +110,11 @@ def test_metrics_count_sent_messages_by_method_and_the_queue(
 
 def test_metrics_count_failures_and_parked_messages(api_world: World) -> None:
     with app_with(api_world, RefusingMailServer()) as app, TestClient(create_api(app)) as client:
-        client.post(f"/activities/{api_world.ex.meeting}/invitation", json={"user": "Supervisor"},
-                    headers=AUTH)
+        client.post(
+            f"/activities/{api_world.ex.meeting}/invitation",
+            json={"user": "Supervisor"},
+            headers=AUTH,
+        )
         metrics = scrape(client)
     assert metrics[("connector_messages_failed_total", (("method", "REQUEST"),))] == 1
     assert metrics[("connector_messages_sent_total", (("method", "REQUEST"),))] == 0

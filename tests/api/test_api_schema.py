@@ -98,11 +98,21 @@ def test_the_dialog_and_the_send_answer_as_published(schema_world: World) -> Non
     assert again.json()["status"] == "nothing"
     status = call(loaded, "GET", url + "/status", path_parameters=activity)
     assert status.status_code == 200 and status.json()["meeting"] is not None
-    link = call(loaded, "POST", url + "/link", path_parameters=activity,
-                body={"user": "Supervisor", "lang": "en"})
+    link = call(
+        loaded,
+        "POST",
+        url + "/link",
+        path_parameters=activity,
+        body={"user": "Supervisor", "lang": "en"},
+    )
     assert link.status_code == 200
-    page = call(loaded, "GET", "/ui/activities/{activity_id}/invite", path_parameters=activity,
-                query={"user": "Supervisor"})
+    page = call(
+        loaded,
+        "GET",
+        "/ui/activities/{activity_id}/invite",
+        path_parameters=activity,
+        query={"user": "Supervisor"},
+    )
     assert page.status_code == 200
     for path in ("/readyz", "/metrics", "/healthz"):
         assert call(loaded, "GET", path).status_code == 200
@@ -112,19 +122,37 @@ def test_the_empty_place_question_answers_as_published(schema_world: World) -> N
     location_empty(schema_world)
     loaded = load(schema_world.app)
     activity = {"activity_id": str(schema_world.ex.meeting)}
-    asked = call(loaded, "POST", "/activities/{activity_id}/invitation",
-                 path_parameters=activity, body={"user": "Supervisor"})
+    asked = call(
+        loaded,
+        "POST",
+        "/activities/{activity_id}/invitation",
+        path_parameters=activity,
+        body={"user": "Supervisor"},
+    )
     assert (asked.status_code, asked.json()["code"]) == (409, "location_empty")
     page = "/ui/activities/{activity_id}/invite"
     form = {"recipient": [str(schema_world.ex.denis)]}
-    question = call(loaded, "POST", page, path_parameters=activity,
-                    query={"user": "Supervisor"}, body=form)
+    question = call(
+        loaded, "POST", page, path_parameters=activity, query={"user": "Supervisor"}, body=form
+    )
     assert question.status_code == 409
-    declined = call(loaded, "POST", page, path_parameters=activity,
-                    query={"user": "Supervisor"}, body={**form, "answer": "no"})
+    declined = call(
+        loaded,
+        "POST",
+        page,
+        path_parameters=activity,
+        query={"user": "Supervisor"},
+        body={**form, "answer": "no"},
+    )
     assert declined.status_code == 200
-    confirmed = call(loaded, "POST", page, path_parameters=activity,
-                     query={"user": "Supervisor"}, body={**form, "answer": "yes"})
+    confirmed = call(
+        loaded,
+        "POST",
+        page,
+        path_parameters=activity,
+        query={"user": "Supervisor"},
+        body={**form, "answer": "yes"},
+    )
     assert confirmed.status_code == 200
     assert [sorted(e.recipients) for e in schema_world.envelopes()] == [["denis@ivanov.by"]]
 

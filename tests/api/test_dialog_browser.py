@@ -189,9 +189,7 @@ def test_2_10_empty_place_answered_yes_sends_without_place(page: Any, served: Se
     assert sorted(message.attendees) == ["dasha@ivanov.by", "denis@ivanov.by"]
 
 
-def test_2_7_user_without_rights_on_the_mailbox_sees_the_error(
-    page: Any, served: Served
-) -> None:
+def test_2_7_user_without_rights_on_the_mailbox_sees_the_error(page: Any, served: Served) -> None:
     _, login = no_mailbox_rights(served.world)
     response = page.goto(served.link(login))
     assert response.status == 403

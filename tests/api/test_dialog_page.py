@@ -87,7 +87,7 @@ def test_crm_text_is_escaped(client: TestClient, api_world: World) -> None:
         "</title><script>alert('title')</script>",
         start,
         start + timedelta(hours=1),
-        location="<b>Кабинет</b> & \"404\"",
+        location='<b>Кабинет</b> & "404"',
         participants=[evil, w.ex.denis],
     )
     page = client.get(page_url(activity), headers=AUTH)

@@ -56,9 +56,7 @@ def test_dialog_content_selects_everyone_but_the_current_user(
 def test_dialog_content_of_a_user_on_the_fallback_mailbox(
     client: TestClient, api_world: World
 ) -> None:
-    body = client.get(
-        draft_url(api_world.ex.meeting), params={"user": "Stas"}, headers=RU
-    ).json()
+    body = client.get(draft_url(api_world.ex.meeting), params={"user": "Stas"}, headers=RU).json()
     assert body["sender"]["address"] == "invitations@ivanov.ru"
     assert body["sender"]["kind"] == "fallback"
     assert [p["email"] for p in body["participants"] if p["selected"]] == [
@@ -75,12 +73,8 @@ def test_dialog_content_warns_about_the_empty_place_in_the_callers_language(
     ru = client.get(url, params={"user": "Supervisor"}, headers=RU).json()
     en = client.get(url, params={"user": "Supervisor"}, headers=EN).json()
     assert ru["location_empty"] is True
-    assert ru["warnings"] == [
-        {"code": "location_empty", "message": "Не заполнено место встречи."}
-    ]
-    assert en["warnings"] == [
-        {"code": "location_empty", "message": "The meeting place is empty."}
-    ]
+    assert ru["warnings"] == [{"code": "location_empty", "message": "Не заполнено место встречи."}]
+    assert en["warnings"] == [{"code": "location_empty", "message": "The meeting place is empty."}]
 
 
 def test_without_accept_language_the_configured_language_is_used(
@@ -169,8 +163,13 @@ def test_a_non_participant_is_refused(client: TestClient, api_world: World) -> N
 
 def test_every_refusal_code_has_a_status_and_texts_in_both_languages() -> None:
     # not_logged_in: test_api_graph.py (delegated Graph without a sign-in)
-    exercised = {*DIALOG_REFUSALS, "location_empty", "no_recipients", "unknown_recipient",
-                 "not_logged_in"}
+    exercised = {
+        *DIALOG_REFUSALS,
+        "location_empty",
+        "no_recipients",
+        "unknown_recipient",
+        "not_logged_in",
+    }
     assert exercised == set(REFUSAL_STATUS)
     for code, status in REFUSAL_STATUS.items():
         assert 400 <= status < 500
@@ -180,23 +179,52 @@ def test_every_refusal_code_has_a_status_and_texts_in_both_languages() -> None:
 @pytest.mark.parametrize(
     ("make_request", "where"),
     [
-        (lambda c: c.get("/activities/not-an-id/invitation", params={"user": "x"}, headers=EN),
-         "activity_id"),
+        (
+            lambda c: c.get("/activities/not-an-id/invitation", params={"user": "x"}, headers=EN),
+            "activity_id",
+        ),
         (lambda c: c.get(f"/activities/{uuid4()}/invitation", headers=EN), "user"),
-        (lambda c: c.post(f"/activities/{uuid4()}/invitation", json={"user": "x", "cc": 1},
-                          headers=EN), "cc"),
+        (
+            lambda c: c.post(
+                f"/activities/{uuid4()}/invitation", json={"user": "x", "cc": 1}, headers=EN
+            ),
+            "cc",
+        ),
         (lambda c: c.post(f"/activities/{uuid4()}/invitation", json={}, headers=EN), "user"),
-        (lambda c: c.post(f"/activities/{uuid4()}/invitation", content=b"{not json",
-                          headers={**EN, "Content-Type": "application/json"}), "body"),
-        (lambda c: c.get(f"/activities/{uuid4()}/invitation", params={"user": "a\x00b"},
-                         headers=EN), "user"),
-        (lambda c: c.post(f"/activities/{uuid4()}/invitation", content=b"\xff\xfe\x00{",
-                          headers={**EN, "Content-Type": "application/json"}), "body"),
-        (lambda c: c.get(f"/activities/{uuid4()}/invitation?user=a&user=b", headers=EN),
-         "user"),
+        (
+            lambda c: c.post(
+                f"/activities/{uuid4()}/invitation",
+                content=b"{not json",
+                headers={**EN, "Content-Type": "application/json"},
+            ),
+            "body",
+        ),
+        (
+            lambda c: c.get(
+                f"/activities/{uuid4()}/invitation", params={"user": "a\x00b"}, headers=EN
+            ),
+            "user",
+        ),
+        (
+            lambda c: c.post(
+                f"/activities/{uuid4()}/invitation",
+                content=b"\xff\xfe\x00{",
+                headers={**EN, "Content-Type": "application/json"},
+            ),
+            "body",
+        ),
+        (lambda c: c.get(f"/activities/{uuid4()}/invitation?user=a&user=b", headers=EN), "user"),
     ],
-    ids=["bad-id", "no-user", "unknown-field", "empty-body", "broken-json", "control-char",
-         "not-utf8", "repeated-user"],
+    ids=[
+        "bad-id",
+        "no-user",
+        "unknown-field",
+        "empty-body",
+        "broken-json",
+        "control-char",
+        "not-utf8",
+        "repeated-user",
+    ],
 )
 def test_malformed_requests_get_422_invalid_request(
     client: TestClient, make_request: Callable[[TestClient], object], where: str
@@ -286,9 +314,7 @@ def test_permanent_delivery_failure_is_502_with_the_transports_error(api_world: 
 
 
 def test_transient_delivery_failure_is_502_and_stays_queued(api_world: World) -> None:
-    with app_with(api_world, UnreachableMailServer()) as app, TestClient(
-        create_api(app)
-    ) as client:
+    with app_with(api_world, UnreachableMailServer()) as app, TestClient(create_api(app)) as client:
         answer = client.post(
             draft_url(api_world.ex.meeting), json={"user": "Supervisor"}, headers=EN
         )

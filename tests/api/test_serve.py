@@ -35,8 +35,17 @@ def write_config(world: World, **api: object) -> Path:
 def start(config: Path, *extra: str, command: str = "serve") -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CONNECTOR_API_TOKEN": TOKEN}
     return subprocess.Popen(
-        [sys.executable, "-m", "connector", "--config", str(config), "--lang", "en", command,
-         *extra],
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "--config",
+            str(config),
+            "--lang",
+            "en",
+            command,
+            *extra,
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
