@@ -177,10 +177,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "ru": "конфигурация: {path}: {text}",
         "en": "configuration: {path}: {text}",
     },
-    "check_file_missing": {
-        "ru": "файл {path} ({key}) не найден или недоступен для чтения",
-        "en": "the file {path} ({key}) is missing or unreadable",
-    },
     "check_crm_ok": {"ru": "база данных CRM доступна", "en": "the CRM database is reachable"},
     "check_state_ok": {
         "ru": "хранилище коннектора доступно",

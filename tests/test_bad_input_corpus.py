@@ -5,7 +5,6 @@ checked by libical, with exactly the headers we write and no markup from the CRM
 from __future__ import annotations
 
 from datetime import timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from sqlalchemy import delete
 
 from mapping.errors import Refusal
-from tests.support.checkers import libical_verdicts
+from tests.support.checkers import TEMPLATE_TAGS, html_tags, libical_verdicts
 from tests.support.world import World
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "corpus" / "crm_inputs.yaml").read_text("utf-8"))
@@ -29,7 +28,6 @@ HEADERS = {
     "x-mailer",
     "content-type",
 }
-TEMPLATE_TAGS = {"html", "head", "meta", "title", "body", "p", "strong", "table", "tr", "td", "br"}
 
 
 def apply(w: World, entry: dict[str, Any]) -> None:
@@ -54,17 +52,6 @@ def apply(w: World, entry: dict[str, Any]) -> None:
             if "name_repeat" in entry:
                 name = entry["name_repeat"][0] * entry["name_repeat"][1]
             w.writer.add_participant(w.ex.meeting, w.writer.contact(name, email))
-
-
-def tags(html: str) -> set[str]:
-    found: set[str] = set()
-
-    class Collector(HTMLParser):
-        def handle_starttag(self, tag: str, attrs: object) -> None:
-            found.add(tag)
-
-    Collector().feed(html)
-    return found
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[e["name"] for e in CORPUS])
@@ -93,7 +80,7 @@ def test_corpus_entry(world: World, entry: dict[str, Any]) -> None:
         assert names == HEADERS
         assert not message.message.defects
         assert len(message.message["Subject"]) <= 260
-        assert tags(message.html_body) <= TEMPLATE_TAGS
+        assert html_tags(message.html_body) <= TEMPLATE_TAGS
         for recipient in envelope.recipients:
             assert "\r" not in recipient and "\n" not in recipient and "@" in recipient
         (verdict,) = libical_verdicts([message.calendar_text])

@@ -95,8 +95,9 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
     def deny(request: Request, denial: Denial) -> Response:
         language = ctx.language(request)
         if _is_page(request):
-            return _page_error(ctx, language, denial.status, render(denial.code, language,
-                                                                   denial.params))
+            return _page_error(
+                ctx, language, denial.status, render(denial.code, language, denial.params)
+            )
         return error_json(denial.status, denial.code, language, denial.params)
 
     api.add_middleware(AuthGate, guard=Guard(tokens, limiter, links), deny=deny)
@@ -127,15 +128,17 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
         detail = "; ".join(problems)[:500]
         language = ctx.language(request)
         if _is_page(request):
-            return _page_error(ctx, language, 422, render("invalid_request", language,
-                                                           {"detail": detail}))
+            return _page_error(
+                ctx, language, 422, render("invalid_request", language, {"detail": detail})
+            )
         return error_json(422, "invalid_request", language, {"detail": detail})
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:  # a body FastAPI could not even decode
-            return error_json(422, "invalid_request", ctx.language(request),
-                              {"detail": str(exc.detail)})
+            return error_json(
+                422, "invalid_request", ctx.language(request), {"detail": str(exc.detail)}
+            )
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed(request.url.path)

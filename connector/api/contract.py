@@ -77,8 +77,10 @@ HTML_RESPONSES: Responses = {
     401: html("No valid token or link (`unauthorized`, `link_invalid`, `link_expired`)"),
     403: html("Refused: `user_inactive`, `no_mailbox_rights` (figure 2.7), `not_logged_in`"),
     404: html("Refused: `not_found`, `user_not_found`"),
-    409: html("Refused: `no_mailbox` (figure 2.8), `category_not_enabled`, ...; or the "
-              "empty-place question (figure 2.9)"),
+    409: html(
+        "Refused: `no_mailbox` (figure 2.8), `category_not_enabled`, ...; or the "
+        "empty-place question (figure 2.9)"
+    ),
     422: html("Malformed request, `no_recipients`, `unknown_recipient`"),
     429: html("Too many failed authentications"),
     502: html("The transport could not deliver"),

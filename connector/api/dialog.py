@@ -56,9 +56,7 @@ SigQuery = Annotated[
     str | None,
     Query(max_length=128, description="signature of a link issued by POST .../invitation/link"),
 ]
-LangQuery = Annotated[
-    Literal["ru", "en"] | None, Query(description="language of the page")
-]
+LangQuery = Annotated[Literal["ru", "en"] | None, Query(description="language of the page")]
 
 FORM_BODY = {
     "requestBody": {
@@ -89,8 +87,11 @@ FORM_BODY = {
 
 def _action(request: Request) -> str:
     """The form's target: this page with the same credentials (relative, proxy-friendly)."""
-    keep = {k: request.query_params[k] for k in ("user", "exp", "sig", "lang")
-            if k in request.query_params}
+    keep = {
+        k: request.query_params[k]
+        for k in ("user", "exp", "sig", "lang")
+        if k in request.query_params
+    }
     return "invite?" + urlencode(keep)
 
 
@@ -173,12 +174,18 @@ def _result_page(ctx: ApiContext, result: InviteResult, language: str) -> HTMLRe
     ]
     if status == "sent":
         message = render("sent", language, {"count": len(result.recipients_sent())})
-        return ctx.pages.outcome(language, status=200, kind="success", message=message,
-                                 details=lines)
+        return ctx.pages.outcome(
+            language, status=200, kind="success", message=message, details=lines
+        )
     if status == "failed":
         error = next(d.error for d in result.deliveries if d.error is not None)
-        return ctx.pages.outcome(language, status=status_of(error), kind="error",
-                                 message=error.message(language), details=lines)
+        return ctx.pages.outcome(
+            language,
+            status=status_of(error),
+            kind="error",
+            message=error.message(language),
+            details=lines,
+        )
     if status == "queued":
         count = len({r for o in result.outgoing for r in o.recipients})
         message = render("queued", language, {"count": count})

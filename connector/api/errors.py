@@ -71,7 +71,7 @@ def public_params(error: ConnectorError) -> dict[str, Any]:
     """The error's parameters as JSON values (they never hold secrets, see mapping.errors)."""
     out: dict[str, Any] = {}
     for key, value in error.params.items():
-        out[key] = value if isinstance(value, str | int | float | bool) or value is None else str(
-            value
+        out[key] = (
+            value if isinstance(value, str | int | float | bool) or value is None else str(value)
         )
     return out

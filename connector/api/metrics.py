@@ -97,9 +97,7 @@ class ConnectorCollector:
         )
         for method in methods:
             sent.add_metric([method], messages.get((method, "sent"), 0))
-            failed.add_metric(
-                [method], sum(attempts.get((method, o), 0) for o in FAILED_OUTCOMES)
-            )
+            failed.add_metric([method], sum(attempts.get((method, o), 0) for o in FAILED_OUTCOMES))
         yield sent
         yield failed
         queue = GaugeMetricFamily(
