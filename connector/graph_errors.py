@@ -7,6 +7,8 @@ HTTP 429, 5xx, 408                          :class:`TransientDeliveryError` (Ret
 timeout, connection error, reset, TLS       :class:`TransientDeliveryError`
 identity platform ``temporarily_unavailable``,
 ``server_error``, HTTP 5xx                  :class:`TransientDeliveryError`
+identity platform answer that is not JSON
+(a gateway's or proxy's error page)         :class:`TransientDeliveryError`
 HTTP 401 (after the one token refresh)      :class:`PermanentDeliveryError`
 HTTP 403 ``ErrorSendAsDenied``              :class:`DeliveryRefused` ``no_mailbox_rights``
 other 4xx (400, 403, 404, 413, ...)         :class:`PermanentDeliveryError` with Graph's code
@@ -136,8 +138,17 @@ def from_exception(error: BaseException, *, what: str, scrub: Scrub = _plain) ->
         return TransientDeliveryError(
             remote_code="connection", detail=scrub(f"{what}: connection failed ({kind})")
         )
-    if isinstance(error, requests.RequestException | MsalServiceError):
+    if isinstance(error, MsalServiceError):  # msal's "HTTP Error: 503" (a 5xx answer)
+        text = _short(str(error), 200)
+        return TransientDeliveryError(remote_code=kind, detail=scrub(f"{what}: {text}"))
+    if isinstance(error, requests.RequestException):
         return TransientDeliveryError(remote_code=kind, detail=scrub(f"{what}: {kind}"))
+    if isinstance(error, json.JSONDecodeError):
+        # msal parses every token answer below 500 as JSON: an HTML page instead (a proxy's or
+        # gateway's 429/502 page, a captive portal) is a broken answer, not a refusal
+        return TransientDeliveryError(
+            remote_code="invalid_response", detail=scrub(f"{what}: the answer is not JSON")
+        )
     if isinstance(error, OSError):
         name = getattr(error, "filename", None) or "?"
         return PermanentDeliveryError(
