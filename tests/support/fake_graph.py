@@ -1414,6 +1414,10 @@ class FakeGraphClient:
     def clear_faults(self) -> Any:
         return self._call("DELETE", "faults")
 
+    def revoke(self, upn: str) -> Any:
+        """Revoke the user's refresh tokens (a sign-in Microsoft no longer accepts)."""
+        return self._call("POST", "tokens/revoke", {"upn": upn})
+
     def approve(self, user_code: str, upn: str) -> Any:
         return self._call("POST", "device/approve", {"user_code": user_code, "upn": upn})
 
