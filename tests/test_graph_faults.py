@@ -133,19 +133,18 @@ def test_429_storm_keeps_every_run_within_its_budget_then_parks_and_retry_delive
 def test_500_503_504_are_retried_with_backoff_and_the_message_goes_through_once(
     net: Net,
 ) -> None:
+    policy = {"max_attempts": 4, "backoff_initial_seconds": 1, "backoff_max_seconds": 2}
+    net.w.reconfigure(delivery={"retry_max_seconds": BUDGET, **policy})
     net.fake.fail({"status": 500}, {"status": 503}, {"status": 504})
-    first, seconds = net.first_run()
-    assert first.status == "failed" and seconds < RUN_LIMIT
-    # exponential backoff with jitter from 1 s: the second wait no longer fits the 2 s budget
-    assert len(net.send_requests()) == 2
-    second, seconds = net.next_run()
-    assert second.status == "sent" and seconds < RUN_LIMIT
-    assert [(a.outcome, a.status_code) for a in net.attempts()] == [
-        ("transient", 500),
-        ("transient", 503),
-        ("transient", 504),
-        ("sent", None),
-    ]
+    runs = [net.first_run()]
+    while runs[-1][0].status == "failed":
+        runs.append(net.next_run())
+    assert [r.status for r, _ in runs][-1] == "sent"
+    assert all(seconds < RUN_LIMIT for _, seconds in runs)
+    # backoff with jitter from 1 s (1-2 s, then 2-3 s): one or two tries fit a 2 s budget
+    tries = [a.status_code for a in net.attempts()]
+    assert tries == [500, 503, 504, None]
+    assert 2 <= len(runs) <= 4
     assert list(copies(net.fake).values()) == [1]
 
 
