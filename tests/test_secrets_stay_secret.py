@@ -6,14 +6,19 @@ records of the connector's loggers, and the texts of the errors)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
+import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
-from connector.logs import setup_logging
+from connector.graph_errors import from_response, from_token_result
+from connector.logs import Scrubber, setup_logging
+from connector.transports.smtp import map_smtp_error
 from mapping.errors import ConfigError
 from tests.support.fake_graph import AppCertificate, FakeGraph
 from tests.support.graph_env import (
@@ -159,3 +164,38 @@ def test_smtp_password_stays_out_of_logs_and_errors(
     out = captured.everything(texts)
     assert "event=smtp_send" in out and "535" in out
     assert PASSWORD not in out
+
+
+def test_a_secret_or_token_quoted_where_a_detail_is_cut_is_masked_not_cut_in_half() -> None:
+    """Error details are cut to length; a secret or token straddling the cut must be masked
+    first (cut first, what is left of it is no longer recognisable and stays visible)."""
+    token = (
+        "eyJhbGciOiJIUzI1NiJ9."
+        + "eyJqdGkiOiJhYmNkZWYxMjM0NTYifQ" * 4
+        + ".c2lnbmF0dXJlLXBhcnQtb2YtdGhlLXRva2Vu"
+    )
+    scrub = Scrubber([CLIENT_SECRET, PASSWORD])
+    response = requests.Response()
+    response.status_code = 403
+    text = "x" * 280 + f" {CLIENT_SECRET} {token}"
+    response._content = json.dumps(
+        {"error": {"code": "ErrorAccessDenied", "message": text}}
+    ).encode()
+    details = [
+        from_response(response, login="Supervisor", mailbox=PERSONAL, scrub=scrub).detail,
+        from_token_result(
+            {"error": "invalid_client", "error_description": "y" * 270 + f" {CLIENT_SECRET}"},
+            login="Supervisor",
+            scrub=scrub,
+        ).detail,
+        map_smtp_error(
+            smtplib.SMTPAuthenticationError(535, ("5.7.8 " + "z" * 290 + PASSWORD).encode()),
+            None,
+            scrub,
+        ).detail,
+        Scrubber()(f"Bearer-less and cut short: {token[:60]}"),
+    ]
+    for detail in details:
+        assert "***" in detail
+        assert CLIENT_SECRET[:8] not in detail and PASSWORD[:8] not in detail
+        assert "eyJ" not in detail
