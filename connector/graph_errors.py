@@ -161,6 +161,13 @@ def from_exception(error: BaseException, *, what: str, scrub: Scrub = _plain) ->
         return PermanentDeliveryError(
             remote_code="file", detail=scrub(f"{what}: cannot read {name} ({error.strerror})")
         )
+    if isinstance(error, ValueError) and "authority configuration" in str(error):
+        # msal's words when the OpenID discovery document answers 4xx (a throttling 429, a
+        # gateway's page); a wrong tenant looks the same and is reported by `connector check`
+        return TransientDeliveryError(
+            remote_code="discovery",
+            detail=scrub(f"{what}: the OpenID configuration could not be read"),
+        )
     if isinstance(error, ValueError):
         return PermanentDeliveryError(
             remote_code="invalid", detail=_detail(scrub, f"{what}: {error}", 250)

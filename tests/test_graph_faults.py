@@ -283,3 +283,14 @@ def test_expired_token_while_the_identity_platform_is_down(net: Net) -> None:
     assert sorted(copies(net.fake).values()) == [1, 1]
     (calendar,) = net.fake.calendars()["denis@ivanov.by"].values()
     assert (calendar["sequence"], calendar["location"]) == (1, "Кабинет 505")
+
+
+def test_openid_discovery_throttled_is_transient_and_the_send_recovers(net: Net) -> None:
+    net.fake.fail({"status": 429, "retry_after": 1, "target": "discovery", "repeat": 3})
+    result, _ = net.first_run()
+    assert result.status == "failed"  # not parked: the next run tries again
+    assert result.error is not None and result.error.remote_code == "discovery"
+    result, _ = net.next_run()
+    assert result.status == "sent"
+    assert [r["status"] for r in net.fake.requests("discovery")][-1] == 200
+    assert len(net.send_requests()) == 1

@@ -54,8 +54,8 @@ send_as, app_access_policy), ``POST /_test/config`` (latency, limits, max_reques
 token_lifetime, device_interval, device_pending_polls, device_auto_approve),
 ``POST /_test/faults`` (``{"faults": [...]}``: status, retry_after, code, message (Graph's
 ``error.message``, the identity platform's ``error_description``), body (a text/html answer
-instead, like a gateway's error page), delay, reset, target sendMail|token|users|any, mailbox,
-repeat), ``DELETE /_test/faults``,
+instead, like a gateway's error page), delay, reset, target
+sendMail|token|users|discovery|any, mailbox, repeat), ``DELETE /_test/faults``,
 ``POST /_test/device/approve`` (``user_code``, ``upn`` or ``deny``), ``POST
 /_test/tokens/expire`` (access tokens), ``POST /_test/tokens/revoke`` (a user's refresh
 tokens), ``POST /_test/reset``.
@@ -419,10 +419,10 @@ class FakeState:
                 for _ in range(max(1, fault.repeat)):
                     self.faults.append(fault)
 
-    def take_fault(self, target: str, mailbox: str | None) -> Fault | None:
+    def take_fault(self, target: str, mailbox: str | None, exact: bool = False) -> Fault | None:
         with self.lock:
             for fault in list(self.faults):
-                if fault.target not in (target, "any"):
+                if fault.target not in ((target,) if exact else (target, "any")):
                     continue
                 if fault.mailbox and (mailbox or "").lower() != fault.mailbox.lower():
                     continue
@@ -810,8 +810,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, target: str, mailbox: str | None) -> Answer | None:
         """The answer of an injected fault for this request, if one is queued (after its
-        delay; a reset fault resets the connection and never answers)."""
-        fault = self.state.take_fault(target, mailbox)
+        delay; a reset fault resets the connection and never answers). Faults for the OpenID
+        discovery document must name the target ``discovery`` ("any" leaves it alone)."""
+        fault = self.state.take_fault(target, mailbox, exact=target == "discovery")
         if fault is None:
             return None
         self.state.count("faults_applied")
@@ -881,6 +882,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         base = f"{self._origin()}/{tenant}"
         if method == "GET" and rest == ["v2.0", ".well-known", "openid-configuration"]:
+            injected = self._fault("discovery", None)
+            if injected is not None:
+                state.record("discovery", injected[0])
+                self._send(*injected)
+                return
             state.record("discovery", 200)
             self._send(
                 200,
