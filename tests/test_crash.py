@@ -23,7 +23,10 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         d = make_deployment(tmp_path / "site", fake)
         first = d.cli("invite", str(d.ex.meeting), "--as", "Supervisor")
         assert first.returncode == 0, first.stderr
-        yield d
+        try:
+            yield d
+        finally:
+            d.kill_all()
 
 
 def change_meeting(d: Deployment) -> None:

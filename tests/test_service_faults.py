@@ -117,6 +117,7 @@ def site(folder: Path, **delivery: float) -> Iterator[Site]:
                     if service.poll() is None:
                         service.kill()
                         service.wait(timeout=30)
+                d.kill_all()
                 store.close()
 
 

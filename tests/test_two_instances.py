@@ -61,8 +61,9 @@ def test_two_instances_deliver_every_message_exactly_once(
             wait_for(lambda: idle() and idle(), 90, 0.5)
             time.sleep(1.0)
         finally:
-            assert Deployment.stop(first) == 0
-            assert Deployment.stop(second) == 0
+            codes = [Deployment.stop(first), Deployment.stop(second)]
+            d.kill_all()
+        assert codes == [0, 0]
         messages = d.messages()
         counts = Counter(m["message_id"] for m in messages)
         assert len(messages) > 10

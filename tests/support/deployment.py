@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class Deployment:
     writer: CrmWriter
     ex: ManualExample
     fake: FakeGraphProcess
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return run_cli("--config", str(self.config), *args, env=cli_env(**env))
