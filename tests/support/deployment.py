@@ -55,7 +55,7 @@ class Deployment:
 
     def start(self, name: str = "run", **env: str) -> subprocess.Popen[str]:
         log = open(self.folder / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "connector", "--config", str(self.config), "run"],
             cwd=ROOT,
             env=cli_env(**env),
@@ -63,6 +63,15 @@ class Deployment:
             stderr=log,
             text=True,
         )
+        self.started.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        """Kill every service process still running (a failed test must not leave one)."""
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
 
     @staticmethod
     def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
