@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from connector.config import DeliveryConfig
+from connector.crashpoints import crash_point
 from connector.limits import MailboxLimiter
 from connector.ports import Envelope, Transport
 from connector.state.store import StateStore, StoredMessage
@@ -167,9 +168,11 @@ class Deliverer:
         self.store.extend_claim(
             message.id, self.worker, started + timedelta(seconds=self.policy.claim_seconds)
         )
+        crash_point("before_send")
         try:
             with self.limiter.slot(envelope.sender):
                 receipt = self.transport.send(envelope)
+            crash_point("after_send")
         except DeliveryError as error:
             outcome = "transient" if isinstance(error, TransientDeliveryError) else "permanent"
             self.store.add_attempt(

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from connector.app import App
+from connector.crashpoints import crash_point
 from connector.delivery import DeliveryResult
 from connector.state.store import StateConflict
 from mapping.compose import Outgoing
@@ -249,6 +250,7 @@ class SyncService:
             previous=state,
             acting_login=state.sender_login,
         )
+        crash_point("after_record")
         report.updated += 1
         report.messages += len(outgoing)
         log.info(

@@ -29,6 +29,7 @@ LABELS: dict[str, dict[str, str]] = {
         "cancelled": "Встреча отменена.",
         "removed": "Вы больше не приглашены на эту встречу.",
         "cancel_subject": "Отменено",
+        "more": "… и ещё {count}",
     },
     "en": {
         "description": "Description",
@@ -41,6 +42,7 @@ LABELS: dict[str, dict[str, str]] = {
         "cancelled": "The meeting has been cancelled.",
         "removed": "You are no longer invited to this meeting.",
         "cancel_subject": "Canceled",
+        "more": "… and {count} more",
     },
 }
 
@@ -61,6 +63,17 @@ class Body:
 def person(a: Attendee) -> str:
     name = display_name(a.name)
     return f"{name} <{a.email}>" if name and name != a.email else a.email
+
+
+#: the body names at most this many invited people (the calendar object lists everyone)
+LISTED_LIMIT = 100
+
+
+def _listed(invited: Sequence[Attendee], labels: dict[str, str]) -> list[str]:
+    shown = [person(a) for a in invited[:LISTED_LIMIT]]
+    if len(invited) > LISTED_LIMIT:
+        shown.append(labels["more"].format(count=len(invited) - LISTED_LIMIT))
+    return shown
 
 
 def format_when(start: datetime, end: datetime, zone: ZoneInfo, language: str) -> str:
@@ -101,7 +114,7 @@ def render_body(
         "when": format_when(snapshot.start, snapshot.end, zone, language),
         "place": clean_line(snapshot.location),
         "organizer": person(organizer),
-        "invited": [person(a) for a in invited],
+        "invited": _listed(invited, labels),
         "notes": clean_block(snapshot.description),
     }
     text = _ENV.get_template("invitation.txt.j2").render(values).rstrip() + "\n"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from mapping.errors import Refusal
@@ -37,6 +37,9 @@ from mapping.model import (
 from mapping.text import clean_block, clean_line
 
 TITLE_LIMIT = 255
+#: dates outside this range are refused (Outlook's own calendar ends in 4500)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(4500, 1, 1, tzinfo=UTC)
 LOCATION_LIMIT = 255
 
 
@@ -53,6 +56,8 @@ def snapshot_of(meeting: Meeting, *, include_notes: bool = False) -> Snapshot:
         raise Refusal("invalid_time", detail=f"{missing} is empty")
     if meeting.end < meeting.start:
         raise Refusal("invalid_time", detail="end before start")
+    if not (meeting.start >= EARLIEST and meeting.end < LATEST):
+        raise Refusal("invalid_time", detail="date out of range")
     # an activity without a title (possible through the database) is named after its category
     title = clean_line(meeting.title, TITLE_LIMIT) or clean_line(meeting.category_name) or "—"
     return Snapshot(

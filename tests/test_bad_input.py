@@ -164,3 +164,46 @@ def test_activity_without_title_is_named_after_its_category(world: World) -> Non
     world.invite()
     (message,) = world.sent()
     assert message.vevent.summary.value == "Встреча"
+
+
+@pytest.mark.parametrize("year", [1, 1899, 4500, 9999])
+def test_dates_far_in_the_past_or_future_are_refused(world: World, year: int) -> None:
+    start = world.ex_start().replace(year=year, month=1, day=1, hour=10)
+    world.writer.update_activity(world.ex.meeting, StartDate=start, DueDate=start)
+    with pytest.raises(Refusal) as refused:
+        world.invite()
+    assert refused.value.code == "invalid_time"
+    assert "out of range" in refused.value.message("en")
+
+
+def test_a_meeting_with_2000_participants_is_split_and_stays_small(world: World) -> None:
+    w = world
+    from sqlalchemy import insert
+
+    t = w.writer.t
+    rows = [
+        {"Id": uuid4(), "Name": f"Участник {i}", "Email": f"p{i}@ivanov.by"} for i in range(2000)
+    ]
+    with w.writer.engine.begin() as conn:
+        conn.execute(insert(t.contact), rows)
+        conn.execute(
+            insert(t.activity_participant),
+            [
+                {
+                    "Id": uuid4(),
+                    "ActivityId": w.ex.meeting,
+                    "ParticipantId": r["Id"],
+                    "InviteParticipant": True,
+                    "CreatedOn": None,
+                }
+                for r in rows
+            ],
+        )
+    result = w.invite()
+    assert [len(o.recipients) for o in result.outgoing] == [500, 500, 500, 500, 3]
+    assert len(result.recipients_sent()) == 2003
+    assert max(len(o.mime) for o in result.outgoing) < 3_000_000  # Graph refuses 4 MB requests
+    first = w.sent()[0]
+    assert len(first.attendees) == 2003
+    assert "… и ещё 1903" in first.text_body
+    assert_libical_accepts([first.calendar_text])

@@ -71,7 +71,7 @@ def test_service_sends_the_update_and_stops_gracefully_on_sigterm(deployment, tm
         assert (parsed.sequence, parsed.vevent.location.value) == (1, "Кабинет 505")
     finally:
         service.send_signal(signal.SIGTERM)
-        out, err = service.communicate(timeout=30)
+        _out, err = service.communicate(timeout=30)
     assert service.returncode == 0, err
     events = [json.loads(line).get("event") for line in err.splitlines() if line.startswith("{")]
     assert "service_started" in events and "sync_update" in events
