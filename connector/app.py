@@ -51,7 +51,10 @@ def build_app(
     clock: Callable[[], datetime] = utcnow,
     transport: Transport | None = None,
     limiter: MailboxLimiter | None = None,
+    wrap_transport: Callable[[Transport], Transport] | None = None,
 ) -> App:
+    """Build every piece once. ``wrap_transport`` decorates the configured transport (tests
+    record envelopes with it); the one limiter is shared by every path that sends."""
     crm = SqlCrm.from_url(
         config.crm.url,
         config.crm.names.to_names(),
@@ -62,8 +65,12 @@ def build_app(
     )
     store = StateStore.from_url(config.state.url)
     transport = transport or make_transport(config, store)
+    if wrap_transport is not None:
+        transport = wrap_transport(transport)
     limiter = limiter or MailboxLimiter(
-        config.mailboxes.rate_per_minute, config.mailboxes.max_concurrent
+        config.mailboxes.rate_per_minute,
+        config.mailboxes.max_concurrent,
+        window_seconds=config.mailboxes.rate_window_seconds,
     )
     worker = worker_name()
     deliverer = Deliverer(store, transport, limiter, config.delivery, worker=worker, clock=clock)

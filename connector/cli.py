@@ -85,9 +85,16 @@ class Context:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    from connector.commands import demo, invite, service, status
+    from connector.commands import check, demo, invite, login, service, status
 
-    return [demo.register, invite.register, status.register, service.register]
+    return [
+        demo.register,
+        invite.register,
+        status.register,
+        service.register,
+        login.register,
+        check.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,9 +84,18 @@ class CrmConfig(_Section):
 
 class StateConfig(_Section):
     url: str = "sqlite:///connector-state.db"
+    #: encrypts the delegated-mode token caches in the state store (required by graph.mode
+    #: delegated); at least 32 characters, e.g. ``openssl rand -base64 32``
     token_cache_key: SecretStr | None = None
 
     _url = field_validator("url")(_check_db_url)
+
+    @field_validator("token_cache_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. openssl rand -base64 32)")
+        return value
 
 
 class DirectoryConfig(_Section):
@@ -104,7 +113,22 @@ class CertificateConfig(_Section):
     def _one_form(self) -> CertificateConfig:
         if (self.pfx_path is None) == (self.pem_path is None):
             raise ValueError("give either pfx_path or pem_path")
+        if (
+            self.pem_path is not None
+            and self.public_certificate_path is None
+            and not self.thumbprint
+        ):
+            raise ValueError("pem_path needs public_certificate_path (or a SHA-1 thumbprint)")
         return self
+
+    def files(self) -> dict[str, Path]:
+        """The files this credential reads, by config key."""
+        named = {
+            "graph.certificate.pfx_path": self.pfx_path,
+            "graph.certificate.pem_path": self.pem_path,
+            "graph.certificate.public_certificate_path": self.public_certificate_path,
+        }
+        return {key: path for key, path in named.items() if path is not None}
 
 
 class GraphConfig(_Section):
@@ -116,8 +140,19 @@ class GraphConfig(_Section):
     authority_host: str = "https://login.microsoftonline.com"
     base_url: str = "https://graph.microsoft.com/v1.0"
     ca_bundle: Path | None = None
+    #: an https proxy for login and Graph (environment proxy variables are NOT used)
+    proxy: str | None = None
     timeout_seconds: float = Field(30.0, gt=0, le=600)
-    scopes: list[str] = Field(default_factory=lambda: ["Mail.Send", "Mail.Send.Shared"])
+    #: delegated scopes asked at ``connector login`` (app-only mode uses ``{graph}/.default``);
+    #: User.ReadBasic.All only lets ``connector check`` look the mailboxes up
+    scopes: list[str] = Field(
+        default_factory=lambda: ["Mail.Send", "Mail.Send.Shared", "User.ReadBasic.All"]
+    )
+
+    @field_validator("authority_host", "base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _credential(self) -> GraphConfig:
@@ -126,7 +161,20 @@ class GraphConfig(_Section):
         for name in ("authority_host", "base_url"):
             if not str(getattr(self, name)).startswith("https://"):
                 raise ValueError(f"{name} must be an https:// URL")
+        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
+            raise ValueError("proxy must be an http:// or https:// URL")
         return self
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+    def files(self) -> dict[str, Path]:
+        """Every file the Graph section reads, by config key."""
+        found = dict(self.certificate.files()) if self.certificate is not None else {}
+        if self.ca_bundle is not None:
+            found["graph.ca_bundle"] = self.ca_bundle
+        return found
 
 
 class SmtpConfig(_Section):
@@ -139,6 +187,14 @@ class SmtpConfig(_Section):
     ca_bundle: Path | None = None
     local_hostname: str | None = None
 
+    @model_validator(mode="after")
+    def _auth(self) -> SmtpConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        if self.password is not None and self.security == "none":
+            raise ValueError("a password is only sent over TLS: set security to starttls or ssl")
+        return self
+
 
 class MailboxesConfig(_Section):
     fallback: str | None = None
@@ -147,6 +203,9 @@ class MailboxesConfig(_Section):
     max_recipients_per_message: int = Field(500, ge=1, le=500)
     rate_per_minute: int = Field(30, ge=1, le=10_000)
     max_concurrent: int = Field(4, ge=1, le=64)
+    #: the window ``rate_per_minute`` counts in; 60 (Exchange's minute) except in tests and
+    #: benchmarks that scale time
+    rate_window_seconds: float = Field(60.0, gt=0, le=3600)
 
     @field_validator("fallback")
     @classmethod
@@ -251,10 +310,23 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _transport_section(self) -> Config:
+        problems = []
         if self.transport == "graph" and self.graph is None:
-            raise ValueError("transport is 'graph' but the graph section is missing")
+            problems.append("transport is 'graph' but the graph section is missing")
         if self.transport == "smtp" and self.smtp is None:
-            raise ValueError("transport is 'smtp' but the smtp section is missing")
+            problems.append("transport is 'smtp' but the smtp section is missing")
+        if (
+            self.transport == "graph"
+            and self.graph is not None
+            and self.graph.mode == "delegated"
+            and self.state.token_cache_key is None
+        ):
+            problems.append(
+                "state.token_cache_key is required with graph.mode delegated (it encrypts the "
+                "users' stored sign-ins)"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def secrets(self) -> list[str]:

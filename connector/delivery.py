@@ -223,6 +223,8 @@ class Deliverer:
             self.policy.backoff_initial_seconds * (2 ** max(message.attempts - 1, 0)),
             self.policy.backoff_max_seconds,
         )
+        if error.retry_after is not None:  # the server said when: never come back sooner
+            delay = max(delay, float(error.retry_after))
         kept = self.store.finish(
             message.id,
             self.worker,

@@ -2,6 +2,12 @@
 
 Exchange Online allows each mailbox 4 concurrent requests and 30 messages a minute. The limiter
 makes callers wait for a slot (and logs the wait); it never drops a message.
+
+The rate is counted the way the server sees it: a request is charged to the window when it
+*ends* (the server accepted it at some moment before its answer arrived, never after), and a
+request still in flight already counts against the rate. Charging at the start instead lets the
+31st request leave a little before the server's minute is over, and the server answers 429.
+Every request is charged, failed ones too: the server may have counted them.
 """
 
 from __future__ import annotations
@@ -31,37 +37,44 @@ class MailboxLimiter:
         self.clock = clock
         self._lock = threading.Condition()
         self._in_flight: dict[str, int] = {}
-        self._sent: dict[str, deque[float]] = {}
+        self._ended: dict[str, deque[float]] = {}
         self.waits = 0
+
+    def _purge(self, key: str, now: float) -> deque[float]:
+        ended = self._ended.setdefault(key, deque())
+        while ended and ended[0] <= now - self.window:
+            ended.popleft()
+        return ended
 
     @contextmanager
     def slot(self, mailbox: str) -> Iterator[None]:
-        """Hold one of the mailbox's concurrent slots and one unit of its per-minute rate."""
+        """Hold one of the mailbox's concurrent slots and one unit of its per-window rate."""
         key = mailbox.lower()
         started = self.clock()
         logged = False
         with self._lock:
             while True:
-                sent = self._sent.setdefault(key, deque())
                 now = self.clock()
-                while sent and sent[0] <= now - self.window:
-                    sent.popleft()
-                busy = self._in_flight.get(key, 0) >= self.max_concurrent
-                full = len(sent) >= self.rate
+                ended = self._purge(key, now)
+                in_flight = self._in_flight.get(key, 0)
+                busy = in_flight >= self.max_concurrent
+                full = len(ended) + in_flight >= self.rate
                 if not busy and not full:
                     break
                 if not logged:
                     self.waits += 1
                     log.info(
-                        "event=limit_wait mailbox=%s reason=%s",
+                        "event=limit_wait mailbox=%s reason=%s in_flight=%d in_window=%d",
                         key,
                         "concurrency" if busy else "rate",
+                        in_flight,
+                        len(ended),
                     )
                     logged = True
-                timeout = (sent[0] + self.window - now) if full and sent else None
-                self._lock.wait(timeout=max(timeout, 0.001) if timeout is not None else 1.0)
+                # the oldest charge leaves the window then; a request ending notifies earlier
+                timeout = ended[0] + self.window - now if full and ended else 1.0
+                self._lock.wait(timeout=max(timeout, 0.001))
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
-            sent.append(now)
         if logged:
             log.info("event=limit_waited mailbox=%s seconds=%.3f", key, self.clock() - started)
         try:
@@ -69,4 +82,11 @@ class MailboxLimiter:
         finally:
             with self._lock:
                 self._in_flight[key] -= 1
+                self._ended.setdefault(key, deque()).append(self.clock())
                 self._lock.notify_all()
+
+    def in_window(self, mailbox: str) -> int:
+        """Requests charged to the mailbox's current window (ended or still in flight)."""
+        key = mailbox.lower()
+        with self._lock:
+            return len(self._purge(key, self.clock())) + self._in_flight.get(key, 0)

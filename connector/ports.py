@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from mapping.model import CrmUser, Mailbox, MailboxRight, Meeting
@@ -75,3 +75,14 @@ class Transport(Protocol):
     def send(self, envelope: Envelope) -> str: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SenderCheck(Protocol):
+    """Optional capability of a transport: refuse early when a user cannot send at all.
+
+    Called by the service after the CRM rights check and before anything is recorded, e.g.
+    delegated Graph refuses a user who never ran ``connector login`` (``Refusal``); no network.
+    """
+
+    def check_sender(self, login: str, mailbox: str) -> None: ...

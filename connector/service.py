@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from connector.config import Config
 from connector.delivery import Deliverer, DeliveryResult
-from connector.ports import CrmReader
+from connector.ports import CrmReader, SenderCheck
 from connector.state.store import StateConflict, StateStore
 from mapping.addresses import normalise_email
 from mapping.compose import Outgoing, compose
@@ -174,6 +174,13 @@ class InvitationService:
             raise Refusal("no_mailbox_rights", login=user.login, mailbox=address)
         return Sender(address, state.organizer.name, state.sender_kind, user.login, user.id)
 
+    def transport_accepts(self, login: str, mailbox: str) -> None:
+        """The transport's own early refusal (after the CRM rights check, before recording):
+        e.g. delegated Graph without a stored sign-in of ``login``."""
+        transport = self.deliverer.transport
+        if isinstance(transport, SenderCheck):
+            transport.check_sender(login, mailbox)
+
     def zone(self, user: CrmUser) -> ZoneInfo:
         zone_id = user.time_zone_id
         if not zone_id:
@@ -225,7 +232,9 @@ class InvitationService:
         dry_run: bool = False,
     ) -> InviteResult:
         for attempt in range(1, CONFLICT_RETRIES + 1):
-            round_ = self._round(activity_id, login, recipients, without_location)
+            round_ = self._round(
+                activity_id, login, recipients, without_location, check_transport=not dry_run
+            )
             if dry_run:
                 return self._result(round_, (), True)
             try:
@@ -254,10 +263,14 @@ class InvitationService:
         login: str,
         recipients: Sequence[str] | None,
         without_location: bool,
+        *,
+        check_transport: bool = True,
     ) -> _Round:
         """Read, check the rules and plan one send (nothing is written)."""
         user, meeting, state = self._checked(activity_id, login)
         sender = self.sender_for(user, state)
+        if check_transport:  # after the CRM rights check, before any other refusal
+            self.transport_accepts(user.login, sender.address)
         now = self.clock()
         uid = state.uid if state else meeting_uid(activity_id, self.config.invitations.uid_domain)
         skipped: tuple[Candidate, ...] = ()

@@ -277,6 +277,8 @@ class SyncService:
             return Refusal("user_inactive", login=user.login)
         try:
             self.app.service.sender_for(user, state)
+            # the transport's own early refusal (delegated Graph: no stored sign-in)
+            self.app.service.transport_accepts(user.login, state.organizer.email)
         except Refusal as refusal:
             return refusal
         return None

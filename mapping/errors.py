@@ -9,6 +9,10 @@
     └── DeliveryError                the transport could not deliver              (exit 4)
         ├── TransientDeliveryError   worth retrying (429, 5xx, timeouts, resets)
         └── PermanentDeliveryError   retrying cannot help (400, 403, 404, 413, ...)
+            └── DeliveryRefused      the mail system refused this user or mailbox for a reason
+                                     the user can act on: no Send As right in Exchange
+                                     (``no_mailbox_rights``), no stored sign-in in delegated
+                                     mode (``not_logged_in``)                    (exit 3)
 
 Lower-layer exceptions (requests, smtplib, SQLAlchemy, msal) are mapped into this tree at one
 boundary each, so that tenacity has one retry predicate (``TransientDeliveryError``) and the CLI
@@ -103,6 +107,32 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     code = "delivery_permanent"
+
+
+class DeliveryRefused(PermanentDeliveryError):
+    """A permanent delivery error that reads like a :class:`Refusal` to the user.
+
+    It stays a :class:`PermanentDeliveryError` so the outbox parks the message (not retried)
+    and the message log keeps the remote status and code; its ``code`` is a refusal code of
+    :mod:`mapping.messages` (``no_mailbox_rights``, ``not_logged_in``) and the CLI exits with 3,
+    as for a refusal of the CRM rules. ``hint`` names an extra catalog text appended to the
+    message (e.g. what an Exchange administrator has to do).
+    """
+
+    exit_code = 3
+    code = "refused"
+
+    def __init__(self, code: str, /, *, hint: str | None = None, **params: Any) -> None:
+        self.hint = hint
+        super().__init__(code, **params)
+
+    def message(self, language: str = "en") -> str:
+        text = super().message(language)
+        if self.hint:
+            from mapping.messages import render
+
+            text += "\n" + render(self.hint, language, self.params)
+        return text
 
 
 def describe(error: BaseException, language: str) -> str:

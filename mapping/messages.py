@@ -73,6 +73,18 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "User '{login}' has not signed in to Microsoft 365 for sending. An administrator "
         "can run: connector login --as {login}",
     },
+    "no_send_as_right_hint": {
+        "ru": "Exchange Online отказал в отправке от имени {mailbox} ({remote_code}): "
+        "администратор Exchange может выдать пользователю право Send As на этот ящик "
+        "(а приложению нужно делегированное разрешение Mail.Send.Shared).",
+        "en": "Exchange Online refused to send as {mailbox} ({remote_code}): an Exchange "
+        "administrator can grant the user Send As on this mailbox (and the application needs "
+        "the delegated permission Mail.Send.Shared).",
+    },
+    "login_expired_hint": {
+        "ru": "Сохранённый вход больше не действует ({detail}).",
+        "en": "The stored sign-in is no longer valid ({detail}).",
+    },
     "second_instance": {
         "ru": "Другой экземпляр коннектора уже работает с этим хранилищем SQLite ({detail}). "
         "Для нескольких экземпляров используйте PostgreSQL.",
@@ -130,6 +142,115 @@ CATALOG: dict[str, dict[str, str]] = {
         "ru": "Непредвиденная ошибка ({kind}). Подробности в журнале.",
         "en": "Unexpected error ({kind}). See the log for details.",
     },
+    # connector login (delegated mode)
+    "login_not_delegated": {
+        "ru": "Вход пользователей нужен только при graph.mode: delegated; в конфигурации "
+        "транспорт {transport}, режим {mode}.",
+        "en": "Signing users in is only needed with graph.mode: delegated; the configuration "
+        "uses transport {transport}, mode {mode}.",
+    },
+    "login_instructions": {
+        "ru": "Чтобы войти от имени пользователя «{login}», откройте {url} и введите код "
+        "{user_code} (код действует {minutes} мин.).",
+        "en": "To sign in for user '{login}', open {url} and enter the code {user_code} (the "
+        "code is valid for {minutes} min).",
+    },
+    "login_done": {
+        "ru": "Вход выполнен: {account}. Токены пользователя «{login}» сохранены в хранилище "
+        "коннектора в зашифрованном виде.",
+        "en": "Signed in as {account}. The tokens of user '{login}' are stored encrypted in the "
+        "connector's state store.",
+    },
+    "login_failed": {
+        "ru": "Вход не выполнен: {detail}",
+        "en": "Sign-in failed: {detail}",
+    },
+    # connector check
+    "check_ok": {"ru": "OK: {text}", "en": "OK: {text}"},
+    "check_problem": {"ru": "ОШИБКА: {text}", "en": "PROBLEM: {text}"},
+    "check_info": {"ru": "ИНФО: {text}", "en": "INFO: {text}"},
+    "check_config_ok": {
+        "ru": "конфигурация {path} корректна (транспорт {transport})",
+        "en": "the configuration {path} is valid (transport {transport})",
+    },
+    "check_config_problem": {
+        "ru": "конфигурация: {path}: {text}",
+        "en": "configuration: {path}: {text}",
+    },
+    "check_file_missing": {
+        "ru": "файл {path} ({key}) не найден или недоступен для чтения",
+        "en": "the file {path} ({key}) is missing or unreadable",
+    },
+    "check_crm_ok": {"ru": "база данных CRM доступна", "en": "the CRM database is reachable"},
+    "check_state_ok": {
+        "ru": "хранилище коннектора доступно",
+        "en": "the connector's state store is reachable",
+    },
+    "check_token_ok": {
+        "ru": "токен Microsoft Graph получен (приложение {client_id}, клиент {tenant})",
+        "en": "got a Microsoft Graph token (application {client_id}, tenant {tenant})",
+    },
+    "check_token_failed": {
+        "ru": "не удалось получить токен Microsoft Graph: {detail}",
+        "en": "could not get a Microsoft Graph token: {detail}",
+    },
+    "check_login_ok": {
+        "ru": "пользователь «{login}»: вход выполнен, токен получен",
+        "en": "user '{login}': signed in, token acquired",
+    },
+    "check_login_failed": {
+        "ru": "пользователь «{login}»: {detail}",
+        "en": "user '{login}': {detail}",
+    },
+    "check_no_logins": {
+        "ru": "ни один пользователь не выполнил вход (connector login --as ЛОГИН); почтовые "
+        "ящики не проверены",
+        "en": "no user has signed in yet (connector login --as LOGIN); mailboxes were not checked",
+    },
+    "check_mailbox_ok": {
+        "ru": "почтовый ящик {mailbox} ({role}) найден в Microsoft 365",
+        "en": "mailbox {mailbox} ({role}) is known to Microsoft 365",
+    },
+    "check_mailbox_unknown": {
+        "ru": "почтовый ящик {mailbox} ({role}) не найден в Microsoft 365 ({detail})",
+        "en": "mailbox {mailbox} ({role}) is not known to Microsoft 365 ({detail})",
+    },
+    "check_mailbox_forbidden": {
+        "ru": "нет прав проверить ящик {mailbox} ({role}): нужно разрешение {permission} "
+        "({detail})",
+        "en": "not allowed to look up mailbox {mailbox} ({role}): the {permission} permission "
+        "is needed ({detail})",
+    },
+    "check_mailbox_error": {
+        "ru": "не удалось проверить ящик {mailbox} ({role}): {detail}",
+        "en": "could not check mailbox {mailbox} ({role}): {detail}",
+    },
+    "check_no_mailboxes": {
+        "ru": "в конфигурации нет почтовых ящиков (mailboxes.fallback, mailboxes.users); ящики "
+        "из CRM проверяются при отправке",
+        "en": "no mailboxes in the configuration (mailboxes.fallback, mailboxes.users); the "
+        "CRM's mailboxes are checked when sending",
+    },
+    "check_smtp_ok": {
+        "ru": "SMTP-сервер {host}:{port} принял подключение ({steps})",
+        "en": "the SMTP server {host}:{port} accepted the connection ({steps})",
+    },
+    "check_smtp_failed": {
+        "ru": "SMTP-сервер {host}:{port}: {detail}",
+        "en": "SMTP server {host}:{port}: {detail}",
+    },
+    "check_directory_ok": {
+        "ru": "папка {path} доступна для записи",
+        "en": "the folder {path} is writable",
+    },
+    "check_directory_failed": {
+        "ru": "папка {path} недоступна для записи: {detail}",
+        "en": "the folder {path} is not writable: {detail}",
+    },
+    "check_passed": {"ru": "Проверка пройдена.", "en": "All checks passed."},
+    "check_failed": {"ru": "Найдено проблем: {count}.", "en": "Problems found: {count}."},
+    "role_fallback": {"ru": "почта для отправки приглашений", "en": "fallback mailbox"},
+    "role_user": {"ru": "личная почта {login}", "en": "mailbox of {login}"},
     # warnings shown by the draft (the dialog of figure 2.4)
     "warn_location_empty": {
         "ru": "Не заполнено место встречи.",

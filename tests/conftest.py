@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fake_graph import FakeGraph
+from tests.support.graph_env import graph_sections, register_example
 from tests.support.pg import new_schema, temporary_database
 from tests.support.world import CrmDb, World, make_world
 
@@ -49,5 +51,22 @@ def world(sqlite_crm: CrmDb, tmp_path: Path) -> Iterator[World]:
 def any_world(crm_db: CrmDb, tmp_path: Path) -> Iterator[World]:
     """The manual's example on SQLite and on PostgreSQL."""
     w = make_world(crm_db, tmp_path)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def fake_graph(tmp_path: Path) -> Iterator[FakeGraph]:
+    """The fake identity platform + Graph (HTTPS, 127.0.0.1, ephemeral port), with the
+    example's app registrations and mailboxes."""
+    with FakeGraph(tmp_path / "fake-graph") as fake:
+        register_example(fake)
+        yield fake
+
+
+@pytest.fixture
+def graph_world(sqlite_crm: CrmDb, tmp_path: Path, fake_graph: FakeGraph) -> Iterator[World]:
+    """The manual's example wired with ``transport: graph`` (app-only, client secret)."""
+    w = make_world(sqlite_crm, tmp_path, **graph_sections(fake_graph))
     yield w
     w.close()

@@ -185,7 +185,9 @@ def run_invite(args: argparse.Namespace, ctx: Context) -> int:
 
 def report(result: InviteResult, ctx: Context, *, as_json: bool) -> int:
     failed = [d for d in result.deliveries if d.status != "sent"]
-    code = 4 if failed else 0
+    # a delivery refused for a reason the user can act on (DeliveryRefused) exits like a
+    # refusal (3); any other failed delivery with 4
+    code = (failed[0].error.exit_code if failed[0].error else 4) if failed else 0
     if as_json:
         ctx.print(json.dumps(result_as_dict(result, ctx.lang), ensure_ascii=False, indent=2))
         return code

@@ -609,6 +609,37 @@ class StateStore:
             )
         return out
 
+    # -- delegated-mode token caches (ciphertext only; see connector.token_vault) ---------
+    def get_token_cache(self, login: str) -> bytes | None:
+        with self._tx() as conn:
+            value = conn.execute(
+                select(t.tokens.c.ciphertext).where(t.tokens.c.login == login.lower())
+            ).scalar()
+        return None if value is None else bytes(value)
+
+    def put_token_cache(self, login: str, ciphertext: bytes, now: datetime) -> None:
+        key = login.lower()
+        with self._tx() as conn:
+            done = conn.execute(
+                update(t.tokens)
+                .where(t.tokens.c.login == key)
+                .values(ciphertext=ciphertext, updated_at=now)
+            )
+            if not done.rowcount:
+                conn.execute(
+                    insert(t.tokens).values(login=key, ciphertext=ciphertext, updated_at=now)
+                )
+
+    def delete_token_cache(self, login: str) -> bool:
+        with self._tx() as conn:
+            done = conn.execute(delete(t.tokens).where(t.tokens.c.login == login.lower()))
+        return bool(done.rowcount)
+
+    def token_logins(self) -> list[str]:
+        with self._tx() as conn:
+            rows = conn.execute(select(t.tokens.c.login).order_by(t.tokens.c.login))
+            return [str(v) for v in rows.scalars()]
+
     # -- key-values and leases ------------------------------------------------------------
     def get(self, key: str) -> str | None:
         with self._tx() as conn:

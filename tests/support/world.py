@@ -37,12 +37,22 @@ class Clock:
 
 
 class Recording:
-    """A transport wrapper that keeps every envelope it handed over, in order."""
+    """A transport wrapper that keeps every envelope it handed over, in order (the real
+    transport underneath does the work; ``stats`` and ``check_sender`` are passed through)."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.name = f"recording({inner.name})"
         self.envelopes: list[Envelope] = []
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(getattr(self.inner, "stats", {}))
+
+    def check_sender(self, login: str, mailbox: str) -> None:
+        check = getattr(self.inner, "check_sender", None)
+        if check is not None:
+            check(login, mailbox)
 
     def send(self, envelope: Envelope) -> str:
         receipt = self.inner.send(envelope)
@@ -51,6 +61,11 @@ class Recording:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _recording(app: App) -> Recording:
+    assert isinstance(app.transport, Recording)
+    return app.transport
 
 
 @dataclass
@@ -88,6 +103,8 @@ class World:
     app: App
     transport: Recording
     apps: list[App] = field(default_factory=list)
+    #: the config sections given to make_world; reconfigure() starts from them
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def ex_start(self) -> datetime:
         return T0 + timedelta(days=2, hours=2)
@@ -115,11 +132,12 @@ class World:
         return list(self.transport.envelopes)
 
     def reconfigure(self, **sections: Any) -> None:
-        """Rebuild the app with changed config sections (same databases)."""
-        self.config = parse_config(base_config(self.crm, self.tmp, **sections))
+        """Rebuild the app with changed config sections (same databases); the sections given
+        to make_world stay unless replaced."""
+        self.config = parse_config(base_config(self.crm, self.tmp, **{**self.sections, **sections}))
         self.app.close()
-        self.transport = Recording(self.transport.inner)
-        self.app = build_app(self.config, clock=self.clock, transport=self.transport)
+        self.app = build_app(self.config, clock=self.clock, wrap_transport=Recording)
+        self.transport = _recording(self.app)
 
     def close(self) -> None:
         self.app.close()
@@ -134,8 +152,7 @@ def make_world(crm: CrmDb, tmp: Path, *, setting_as_lookup: bool = True, **secti
         writer, start=T0 + timedelta(days=2, hours=2), setting_as_lookup=setting_as_lookup
     )
     config = parse_config(base_config(crm, tmp, **sections))
-    from connector.transports.directory import DirectoryTransport
-
-    transport = Recording(DirectoryTransport(config.directory.path))
-    app = build_app(config, clock=clock, transport=transport)
-    return World(crm, tmp, writer, example, clock, config, app, transport)
+    app = build_app(config, clock=clock, wrap_transport=Recording)
+    return World(
+        crm, tmp, writer, example, clock, config, app, _recording(app), sections=dict(sections)
+    )
