@@ -123,6 +123,8 @@ class Run:
     started: float = field(default_factory=time.time)
     #: the machine is shared: the load average when the run started tells how busy it was
     load_at_start: tuple[float, float, float] = field(default_factory=os.getloadavg)
+    #: the code that ran: taken when the run starts
+    git: dict[str, Any] = field(default_factory=lambda: git_info())
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -132,7 +134,7 @@ class Run:
             "seconds": round(time.time() - self.started, 1),
             "machine": machine_info(),
             "load_average": {"start": list(self.load_at_start), "end": list(os.getloadavg())},
-            "git": git_info(),
+            "git": self.git,
             "parameters": self.parameters,
             "results": self.results,
             "headline": self.headline,

@@ -423,7 +423,8 @@ def one_cycle(
     clock.advance(600)  # earlier edits fall out of the overlap window
     app.store.put(WATERMARK, clock().isoformat())
     app.store.put(LAST_RECONCILE, clock().isoformat())
-    edit_meetings(crm_engine, changed, clock() + timedelta(seconds=30), label)
+    # a new place every time (the clock never repeats), so every edit is a significant change
+    edit_meetings(crm_engine, changed, clock() + timedelta(seconds=30), f"{label} {clock():%j%H%M}")
     clock.advance(60)
     probe.reset()
     started = time.perf_counter()
