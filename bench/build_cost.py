@@ -71,7 +71,7 @@ class Settings:
 
 SETTINGS = {
     "smoke": Settings((1, 10), 0.02, 1, None, 10, False),
-    "quick": Settings((1, 10, 100, 500), 0.2, 2, 4, 10, False),
+    "quick": Settings((1, 10, 100, 500), 0.2, 2, 4, 10, False, 0.5),
     "full": Settings((1, 10, 100, 500), 2.0, 5, None, 100, True, 10.0),
 }
 

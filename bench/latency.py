@@ -52,7 +52,7 @@ class Settings:
 
 SETTINGS = {
     "smoke": Settings(1.0, 4.0, 3),
-    "quick": Settings(2.0, 16.0, 10),
+    "quick": Settings(2.0, 10.0, 8),
     "full": Settings(None, 600.0, 40),
 }
 

@@ -96,7 +96,7 @@ class Settings:
 SETTINGS = {
     "smoke": Settings((2_000,), 300, (0, 10), 1, 1, (0, 10), 3),
     # quick: 2,000 tracked meetings, 100 changed instead of 1,000 and only at the first size
-    "quick": Settings((10_000, 100_000), 2_000, (0, 10, 100), 5, 1, (0, 10), 5, (10_000,)),
+    "quick": Settings((10_000, 100_000), 2_000, (0, 10, 100), 3, 1, (0, 10), 5, (10_000,)),
     "full": Settings((10_000, 100_000, 1_000_000), 10_000, (0, 10, 1_000), 9, 3, (0, 10), 20),
 }
 
