@@ -153,6 +153,25 @@ class Timing:
     value: Any = None
 
 
+def _round(action: Callable[[], Any], min_seconds: float) -> tuple[float, float, int]:
+    """One timing round: (wall seconds per call, CPU seconds per call, calls)."""
+    gc.collect()
+    calls = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while True:
+        action()
+        calls += 1
+        if time.perf_counter() - wall0 >= min_seconds:
+            break
+    return (time.perf_counter() - wall0) / calls, (time.process_time() - cpu0) / calls, calls
+
+
+def _timing(rounds: list[tuple[float, float, int]], value: Any) -> Timing:
+    ordered = sorted(rounds)
+    middle = ordered[len(ordered) // 2]
+    return Timing(middle[0], ordered[0][0], middle[1], sum(r[2] for r in rounds), value)
+
+
 def measure(
     action: Callable[[], Any], min_seconds: float, rounds: int, slow_call: float = 1.0
 ) -> Timing:
@@ -161,28 +180,31 @@ def measure(
     A call that alone takes longer than ``slow_call`` seconds is timed in one round only (a
     naive build of a 500-attendee meeting takes half a minute).
     """
-    per_round: list[tuple[float, float]] = []
-    total = 0
-    started = time.perf_counter()
-    value = action()  # warm caches (templates, zone data) outside the measurement
-    if time.perf_counter() - started > slow_call:
-        rounds = 1
-    for _ in range(rounds):
-        gc.collect()
-        calls = 0
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        while True:
-            action()
-            calls += 1
-            if time.perf_counter() - wall0 >= min_seconds:
-                break
-        wall = (time.perf_counter() - wall0) / calls
-        cpu = (time.process_time() - cpu0) / calls
-        per_round.append((wall, cpu))
-        total += calls
-    per_round.sort()
-    middle = per_round[len(per_round) // 2]
-    return Timing(middle[0], per_round[0][0], middle[1], total, value)
+    return measure_pair(action, None, min_seconds, rounds, slow_call)[0]
+
+
+def measure_pair(
+    first: Callable[[], Any],
+    second: Callable[[], Any] | None,
+    min_seconds: float,
+    rounds: int,
+    slow_call: float = 1.0,
+) -> tuple[Timing, Timing | None]:
+    """Time two actions in alternating rounds, so that a change in the machine's load (it is
+    shared) affects both alike; see :func:`measure`."""
+    actions = [a for a in (first, second) if a is not None]
+    values, counts = [], []
+    for action in actions:
+        started = time.perf_counter()
+        values.append(action())  # warm caches (templates, zone data) outside the measurement
+        counts.append(1 if time.perf_counter() - started > slow_call else rounds)
+    results: list[list[tuple[float, float, int]]] = [[] for _ in actions]
+    for r in range(max(counts)):
+        for i, action in enumerate(actions):
+            if r < counts[i]:
+                results[i].append(_round(action, min_seconds))
+    timings = [_timing(rs, v) for rs, v in zip(results, values, strict=True)]
+    return timings[0], (timings[1] if second is not None else None)
 
 
 def peak_memory(action: Callable[[], Any]) -> tuple[int, Any]:

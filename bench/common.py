@@ -100,8 +100,18 @@ def git_info() -> dict[str, Any]:
         )
         return done.stdout.strip()
 
+    # changes to tracked code only: result files and the generated README table do not count
+    status = (
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":(exclude)bench/results",
+        ":(exclude)bench/README.md",
+    )
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git(*status))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

@@ -116,16 +116,22 @@ def throughput_plot(data: dict[str, Any], out: Path) -> Path:
     """Messages per second against Graph latency, one line per mailbox count, one panel per
     way of running the deliverer; dotted: what a perfect client could do in the same run."""
     kinds = list(dict.fromkeys(r["threads_kind"] for r in data["results"]))
-    fig, axes = plt.subplots(
-        1, len(kinds), figsize=(max(7.0, 5.5 * len(kinds)), 5.5), squeeze=False
+    columns = min(len(kinds), 2)
+    rows = (len(kinds) + columns - 1) // columns
+    fig, grid = plt.subplots(
+        rows, columns, figsize=(max(7.0, 6.0 * columns), 4.8 * rows + 0.6), squeeze=False
     )
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(kinds) :]:
+        ax.set_visible(False)
     names = {
         "1": "1 thread (connector sync)",
         "2": "2 threads (connector run)",
         "pool": "pool: 4 threads per mailbox (max 32)",
+        "pool-pg": "the same pool, PostgreSQL outbox",
     }
     top = max(r["ideal_messages_per_second"] for r in data["results"]) * 1.5
-    for ax, kind in zip(axes[0], kinds, strict=True):
+    for ax, kind in zip(axes, kinds, strict=False):
         by_mailboxes: dict[int, list[dict[str, Any]]] = {}
         for r in data["results"]:
             if r["threads_kind"] == kind:
@@ -170,7 +176,14 @@ def latency_plot(data: dict[str, Any], out: Path) -> Path:
     values = sorted(row["latencies"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fractions = [(i + 1) / len(values) for i in range(len(values))]
-    ax.step(values, fractions, where="post", label="measured (edit -> file written)")
+    line = ax.step(values, fractions, where="post", label="measured (edit -> file written)")
+    ax.axvline(
+        row["latency_seconds"]["mean"],
+        color=line[0].get_color(),
+        linestyle="-.",
+        alpha=0.6,
+        label="measured mean",
+    )
     ax.axvline(
         row["expected"]["mean_seconds"],
         color="gray",

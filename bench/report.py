@@ -26,13 +26,13 @@ def _machine_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     for key, names in seen.items():
         lines.append(f"- Machine: {key} ({', '.join(names)})")
     for name, data in results.items():
-        load = data.get("load_average", {}).get("start", ["?"])
+        load = data.get("load_average", {}).get("start") or [float("nan")]
         commit = (data.get("git", {}).get("commit") or "?")[:10]
         dirty = " + uncommitted changes" if data.get("git", {}).get("dirty") else ""
         lines.append(
             f"- `{name}`: {data.get('mode')} mode, {data.get('started_at')}, "
             f"{data.get('seconds')} s, commit {commit}{dirty}, load average at start "
-            f"{load[0] if load else '?'}"
+            f"{load[0]:.1f}"
         )
     return lines
 
@@ -161,11 +161,13 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
         "| limit msg/s | real limit msg/s | real-time equivalent msg/s | 429s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    names = {"1": "1 (sync)", "2": "2 (run)", "pool": "pool"}
+    names = {"1": "1 (sync)", "2": "2 (run)"}
     for r in data["results"]:
         kind = names.get(r["threads_kind"], r["threads_kind"])
         if r["threads_kind"] == "pool":
             kind = f"pool of {r['threads']}"
+        elif r["threads_kind"] == "pool-pg":
+            kind = f"pool of {r['threads']}, PostgreSQL outbox"
         lines.append(
             f"| {kind} | {r['mailboxes']} | {r['latency_ms']:g} "
             f"| {r['messages_per_second']:.1f} | {r['ideal_messages_per_second']:.1f} "

@@ -22,7 +22,9 @@ Delivery runs the way the service runs it, with a time cap (the ``stop`` callbac
 uses on SIGTERM): ``1 thread`` is one drain (``connector sync``, ``connector retry``), ``2
 threads`` is ``connector run`` (the sync cycle's drain and the drain job share an APScheduler
 pool of two threads), ``pool`` is what it would take to reach the limits: 4 threads per mailbox
-(at most 32) calling the same Deliverer's drain, which the service does not do today.
+(at most 32) calling the same Deliverer's drain, which the service does not do today, and
+``pool-pg`` the same with a PostgreSQL outbox (the store for several instances) instead of
+SQLite.
 
 Messages are written into the outbox directly (one distinct activity per message, so the
 per-meeting ordering rule does not serialise them), with one real invitation per sender mailbox
@@ -31,6 +33,7 @@ reused as the bytes of all its messages.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -79,7 +82,7 @@ SETTINGS = {
     "full": Settings(
         (1, 10, 100),
         (0.0, 50.0, 300.0),
-        ("1", "2", "pool"),
+        ("1", "2", "pool", "pool-pg"),
         11.9,
         3.0,
         (1_000, 10_000, 50_000),
@@ -90,7 +93,8 @@ SETTINGS = {
 
 
 def thread_count(kind: str, mailboxes: int) -> int:
-    return min(CONCURRENCY * mailboxes, 32) if kind == "pool" else int(kind)
+    """``1``, ``2``, or ``pool`` (``pool-pg``: the same on a PostgreSQL outbox)."""
+    return min(CONCURRENCY * mailboxes, 32) if kind.startswith("pool") else int(kind)
 
 
 def per_mailbox_limit(latency: float, window: float) -> float:
@@ -398,21 +402,23 @@ def run(mode: str, out: Path) -> Run:
         "latencies_ms": list(settings.latencies_ms),
         "threads": list(settings.threads),
         "seconds_per_run": settings.seconds,
-        "state_store": "sqlite",
+        "state_store": "sqlite (pool-pg: postgresql)",
     }
     largest = max(settings.mailboxes)
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         setup = {
             "apps": [{"client_id": CLIENT_ID, "secret": CLIENT_SECRET}],
             "mailboxes": [{"address": a, "display_name": a} for a in _mailboxes(largest)],
         }
         log("throughput: starting the fake Graph")
-        with fake_graph.start_process(tmp / "fake", setup) as fake:
+        fake = stack.enter_context(fake_graph.start_process(tmp / "fake", setup))
+
+        def make_app(state_url: str) -> Any:
             config = parse_config(
                 {
                     "crm": {"url": f"sqlite:///{tmp / 'crm.db'}"},
-                    "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
+                    "state": {"url": state_url},
                     "transport": "graph",
                     "graph": fake.graph_section(client_id=CLIENT_ID, client_secret=CLIENT_SECRET),
                     "mailboxes": {"rate_window_seconds": window},
@@ -422,30 +428,32 @@ def run(mode: str, out: Path) -> Run:
                 }
             )
             app = build_app(config)
-            try:
-                mimes = {a: _mime_for(a) for a in _mailboxes(largest)}
-                first = next(iter(mimes))
-                fake.client.configure(limits=None, latency=0)
-                ceiling = calibrate(fake, mimes[first], first, settings.calibrate_seconds)
-                result.extra["harness_ceiling_messages_per_second"] = ceiling
-                log(f"throughput: harness ceiling {ceiling:.0f} msg/s (4 plain clients)")
-                for kind in settings.threads:
-                    for count in settings.mailboxes:
-                        for latency_ms in settings.latencies_ms:
-                            row = one_run(
-                                app, fake, mimes, kind, count, latency_ms, window, settings
-                            )
-                            result.results.append(row)
-                            key = f"{kind}t_{count}mb_{latency_ms:g}ms"
-                            result.headline[f"msgs_per_s_{key}"] = round(
-                                row["messages_per_second"], 2
-                            )
-                            result.headline[f"efficiency_{key}"] = round(row["efficiency"], 3)
-                            result.headline[f"throttled_{key}"] = row["throttled"]
-                            if row["errors"]:
-                                result.error = row["errors"][0]
-            finally:
-                app.close()
+            stack.callback(app.close)
+            return app
+
+        apps = {"sqlite": make_app(f"sqlite:///{tmp / 'state.db'}")}
+        if any(kind.endswith("-pg") for kind in settings.threads):
+            from bench.common import temporary_database
+
+            apps["postgresql"] = make_app(stack.enter_context(temporary_database("outbox")))
+        mimes = {a: _mime_for(a) for a in _mailboxes(largest)}
+        first = next(iter(mimes))
+        fake.client.configure(limits=None, latency=0)
+        ceiling = calibrate(fake, mimes[first], first, settings.calibrate_seconds)
+        result.extra["harness_ceiling_messages_per_second"] = ceiling
+        log(f"throughput: harness ceiling {ceiling:.0f} msg/s (4 plain clients)")
+        for kind in settings.threads:
+            app = apps["postgresql" if kind.endswith("-pg") else "sqlite"]
+            for count in settings.mailboxes:
+                for latency_ms in settings.latencies_ms:
+                    row = one_run(app, fake, mimes, kind, count, latency_ms, window, settings)
+                    result.results.append(row)
+                    key = f"{kind}t_{count}mb_{latency_ms:g}ms"
+                    result.headline[f"msgs_per_s_{key}"] = round(row["messages_per_second"], 2)
+                    result.headline[f"efficiency_{key}"] = round(row["efficiency"], 3)
+                    result.headline[f"throttled_{key}"] = row["throttled"]
+                    if row["errors"]:
+                        result.error = row["errors"][0]
         result.extra["outbox_claim"] = outbox_costs(settings, tmp)
         for row in result.extra["outbox_claim"]:
             key = f"claim_ms_{row['store']}_{row['backlog']}"
@@ -491,6 +499,7 @@ def one_run(
     row = {
         "threads_kind": kind,
         "threads": threads,
+        "state_store": "postgresql" if kind.endswith("-pg") else "sqlite",
         "mailboxes": count,
         "latency_ms": latency_ms,
         "queued": queued,
