@@ -58,7 +58,7 @@ def sync_cycle_plot(data: dict[str, Any], out: Path) -> Path:
     for row in data["results"]:
         for s in row["scenarios"]:
             key = (s["kind"], s["changed"], s["indexes"])
-            if key not in combos:
+            if key not in combos and s["kind"] != "next_cycle":
                 combos.append(key)
     for kind, changed, indexes in combos:
         sizes, seconds, crm = _series(data, kind, changed, indexes)

@@ -71,6 +71,8 @@ def _build_table(data: dict[str, Any]) -> list[str]:
 
 
 def _scenario_name(s: dict[str, Any]) -> str:
+    if s["kind"] == "next_cycle":
+        return f"next cycle after {s['after_changed']:,}"
     name = "full reconcile" if s["kind"] == "full_reconcile" else f"{s['changed']:,} changed"
     return name + ("" if s["indexes"] else ", no indexes")
 
