@@ -63,7 +63,7 @@ def build_app(
         read_only=config.crm.read_only,
         batch_size=config.crm.batch_size,
     )
-    store = StateStore.from_url(config.state.url)
+    store = StateStore.from_url(config.state.url, config.state.busy_timeout_seconds)
     transport = transport or make_transport(config, store)
     if wrap_transport is not None:
         transport = wrap_transport(transport)

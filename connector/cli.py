@@ -85,13 +85,14 @@ class Context:
 
 
 def _registrars() -> list[Callable[[Any], None]]:
-    from connector.commands import check, demo, invite, login, service, status
+    from connector.commands import check, demo, invite, login, serve, service, status
 
     return [
         demo.register,
         invite.register,
         status.register,
         service.register,
+        serve.register,
         login.register,
         check.register,
     ]

@@ -84,6 +84,8 @@ class CrmConfig(_Section):
 
 class StateConfig(_Section):
     url: str = "sqlite:///connector-state.db"
+    #: how long a SQLite writer waits for another one before giving up
+    busy_timeout_seconds: float = Field(30.0, gt=0, le=600)
     #: encrypts the delegated-mode token caches in the state store (required by graph.mode
     #: delegated); at least 32 characters, e.g. ``openssl rand -base64 32``
     token_cache_key: SecretStr | None = None
@@ -276,16 +278,65 @@ class SyncConfig(_Section):
 class ApiConfig(_Section):
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
+    #: bearer tokens of the trusted callers (the CRM server); give them from the environment
     tokens: list[SecretStr] = Field(default_factory=list)
+    #: base URL under which the CRM's users reach the dialog (for the signed links)
     public_url: str | None = None
     link_ttl_seconds: int = Field(600, ge=10, le=86400)
+    #: key for signing dialog links; derived from the tokens when not set
+    link_secret: SecretStr | None = None
+    #: failed authentications allowed per client address within the window, then 429
+    failed_auth_limit: int = Field(10, ge=1, le=10_000)
+    failed_auth_window_seconds: float = Field(300.0, gt=0, le=86400)
+    #: addresses of reverse proxies whose X-Forwarded-For names the real client
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: origins allowed to show the dialog in a frame (CSP frame-ancestors); none by default
+    frame_ancestors: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError("must be HOST:PORT")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # an empty entry (``${CONNECTOR_API_TOKEN:-}`` with the variable unset) is no token
+        value = [token for token in value if token.get_secret_value()]
+        for index, token in enumerate(value):
+            text = token.get_secret_value()
+            if len(text) < 16 or not text.isprintable() or " " in text:
+                raise ValueError(
+                    f"token {index + 1} must be at least 16 printable characters without spaces"
+                )
+        return value
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("must be an http(s):// URL without query")
+        return value.rstrip("/")
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _ancestors(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.match(r"^https?://[A-Za-z0-9.:*-]+$", origin):
+                raise ValueError(f"'{origin}' is not an origin such as https://crm.example.com")
         return value
 
 
@@ -343,6 +394,8 @@ class Config(_Section):
         if self.smtp is not None and self.smtp.password:
             found.append(self.smtp.password.get_secret_value())
         found.extend(t.get_secret_value() for t in self.api.tokens)
+        if self.api.link_secret:
+            found.append(self.api.link_secret.get_secret_value())
         for url in (self.crm.url, self.state.url):
             password = make_url(url).password
             if password:
@@ -415,6 +468,8 @@ def _problems(error: ValidationError, language: str) -> list[tuple[str, str]]:
         kind = item["type"]
         if kind == "missing":
             text = "field required"
+        elif kind == "extra_forbidden":
+            text = "unknown key"
         elif kind == "value_error":
             text = str(item["msg"]).removeprefix("Value error, ")
         else:
@@ -440,9 +495,53 @@ def parse_config(
         unset = {path for path, _ in problems}
         problems.extend(p for p in _problems(exc, language) if p[0] not in unset)
         raise ConfigError(problems) from None
+    problems.extend(file_problems(config))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def file_problems(config: Config) -> list[tuple[str, str]]:
+    """Files the chosen transport reads must exist and be readable; a certificate must open
+    with its passphrase. Found at start, not at the first send."""
+    found: list[tuple[str, str]] = []
+    files: dict[str, Path] = {}
+    if config.transport == "graph" and config.graph is not None:
+        files.update(config.graph.files())
+    if config.transport == "smtp" and config.smtp is not None and config.smtp.ca_bundle:
+        files["smtp.ca_bundle"] = config.smtp.ca_bundle
+    for key, path in files.items():
+        try:
+            data = path.read_bytes()
+        except IsADirectoryError:
+            found.append((key, f"{path} is a folder, not a file"))
+            continue
+        except OSError as exc:
+            found.append((key, f"cannot read {path}: {exc.strerror or type(exc).__name__}"))
+            continue
+        problem = _certificate_problem(key, data, config)
+        if problem:
+            found.append((key, f"{path}: {problem}"))
+    return found
+
+
+def _certificate_problem(key: str, data: bytes, config: Config) -> str | None:
+    """Why a certificate or key file cannot be used (None when it can)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs12
+
+    cert = config.graph.certificate if config.graph is not None else None
+    secret = cert.passphrase.get_secret_value().encode() if cert and cert.passphrase else None
+    try:
+        if key.endswith("pfx_path"):
+            pkcs12.load_key_and_certificates(data, secret)
+        elif key.endswith("pem_path"):
+            load_pem_private_key(data, secret)
+        elif key.endswith("public_certificate_path") or key.endswith("ca_bundle"):
+            x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError):
+        return "not a usable certificate or key (wrong format or passphrase)"
+    return None
 
 
 def load_config(

@@ -7,11 +7,19 @@ Outcomes of one delivery run of a message:
 * ``failed``: transient errors outlasted this run's retry budget; the message becomes due again
   after a backoff (``delivery.backoff_*``), until ``delivery.max_attempts`` runs, then parked;
 * ``parked``: a permanent error, or the attempt budget is spent; ``connector retry`` re-queues.
+
+While a run waits between two tries of a message, its claim is extended past the wait, so that
+no other worker (nor the other thread of this process) takes the message over and sends it
+meanwhile. A ``Retry-After`` holds back the whole sender mailbox (the limiter keeps it): the
+next message of that mailbox waits too instead of being refused again at once. :meth:`stop_on`
+lets the service's stop event cut a wait short: the message then ends the run as ``failed``
+without another try.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +33,7 @@ from tenacity import (
     stop_before_delay,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from connector.config import DeliveryConfig
 from connector.crashpoints import crash_point
@@ -61,6 +70,21 @@ class _Wait:
         return float(self.backoff(state))
 
 
+class _Stopped(Exception):
+    """The service is stopping: no further try of this message in this run."""
+
+
+class _StopWhen(stop_base):
+    """Stop retrying when the run's time budget is spent or the service is stopping."""
+
+    def __init__(self, budget: stop_base, stopping: Callable[[], bool]) -> None:
+        self.budget = budget
+        self.stopping = stopping
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.stopping() or bool(self.budget(retry_state))
+
+
 class Deliverer:
     def __init__(
         self,
@@ -71,7 +95,8 @@ class Deliverer:
         *,
         worker: str,
         clock: Callable[[], datetime],
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -80,7 +105,13 @@ class Deliverer:
         self.worker = worker
         self.clock = clock
         self.sleep = sleep
+        self.stop = stop
         self.stats: dict[str, int] = {"sent": 0, "failed": 0, "parked": 0, "retries": 0}
+
+    def stop_on(self, event: threading.Event) -> None:
+        """Let ``event`` (the service's stop) end retry waits early and further tries."""
+        self.stop = event.is_set
+        self.sleep = event.wait
 
     # -- running the queue ----------------------------------------------------------------
     def deliver_activity(self, activity_id: UUID) -> list[DeliveryResult]:
@@ -122,15 +153,35 @@ class Deliverer:
             sequence=message.sequence,
             method=message.method,
         )
+        failures: list[TransientDeliveryError] = []
+
+        def remember(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(error, TransientDeliveryError):
+                failures.append(error)
+
+        def wait(seconds: float) -> None:
+            # the claim must outlast the wait, or the message could be claimed and sent by
+            # another worker while this run is about to send it again
+            until = self.clock() + timedelta(seconds=seconds + self.policy.claim_seconds)
+            self.store.extend_claim(message.id, self.worker, until)
+            self._sleep(seconds)
+            if self.stop():
+                raise _Stopped
+
         retrying = Retrying(
             retry=retry_if_exception_type(TransientDeliveryError),
             wait=_Wait(),
-            stop=stop_before_delay(self.policy.retry_max_seconds),
-            sleep=self._sleep,
+            stop=_StopWhen(stop_before_delay(self.policy.retry_max_seconds), self.stop),
+            before_sleep=remember,
+            sleep=wait,
             reraise=True,
         )
         try:
             receipt = retrying(self._attempt, message, envelope)
+        except _Stopped:
+            log.info("event=retry_stopped message=%s reason=service_stopping", message.id)
+            return self._failed(message, failures[-1])
         except TransientDeliveryError as error:
             return self._failed(message, error)
         except PermanentDeliveryError as error:
@@ -168,6 +219,13 @@ class Deliverer:
         self.store.extend_claim(
             message.id, self.worker, started + timedelta(seconds=self.policy.claim_seconds)
         )
+        held = self.limiter.held_for(envelope.sender)
+        if held > 0:  # a Retry-After of this mailbox is still running: nothing is sent
+            raise TransientDeliveryError(
+                remote_code="retry_after",
+                retry_after=held,
+                detail=f"{envelope.sender}: waiting for the server's Retry-After ({held:.1f} s)",
+            )
         crash_point("before_send")
         try:
             with self.limiter.slot(envelope.sender):
@@ -175,6 +233,8 @@ class Deliverer:
             crash_point("after_send")
         except DeliveryError as error:
             outcome = "transient" if isinstance(error, TransientDeliveryError) else "permanent"
+            if isinstance(error, TransientDeliveryError) and error.retry_after is not None:
+                self.limiter.hold(envelope.sender, error.retry_after)
             self.store.add_attempt(
                 message.id,
                 self.worker,

@@ -7,6 +7,8 @@ HTTP 429, 5xx, 408                          :class:`TransientDeliveryError` (Ret
 timeout, connection error, reset, TLS       :class:`TransientDeliveryError`
 identity platform ``temporarily_unavailable``,
 ``server_error``, HTTP 5xx                  :class:`TransientDeliveryError`
+identity platform answer that is not JSON
+(a gateway's or proxy's error page)         :class:`TransientDeliveryError`
 HTTP 401 (after the one token refresh)      :class:`PermanentDeliveryError`
 HTTP 403 ``ErrorSendAsDenied``              :class:`DeliveryRefused` ``no_mailbox_rights``
 other 4xx (400, 403, 404, 413, ...)         :class:`PermanentDeliveryError` with Graph's code
@@ -20,7 +22,8 @@ unreadable certificate, bad passphrase      :class:`PermanentDeliveryError`
 Details are built from Graph's error ``code`` and ``message`` and the identity platform's
 ``error`` and the first line of its ``error_description``; never from request headers or
 bodies, so a token or a client secret cannot end up in a detail. Every detail passes a
-scrubber anyway.
+scrubber anyway, before it is cut to length (cut first, a secret or token quoted at the cut
+would be left half visible and no longer recognisable).
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ def _short(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _detail(scrub: Scrub, text: str, limit: int = 400) -> str:
+    """A detail for the error: scrubbed, then cut to ``limit`` (in this order)."""
+    return _short(scrub(text), limit)
+
+
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds: a number of seconds or an HTTP date; None when absent."""
     if value is None or not value.strip():
@@ -77,7 +85,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 
 
 def graph_error(response: requests.Response) -> tuple[str | None, str]:
-    """Graph's ``error.code`` and ``error.message`` (None and the reason when not JSON)."""
+    """Graph's ``error.code`` and ``error.message`` (None and the reason when not JSON), on one
+    line but not cut: scrub it before shortening it."""
     try:
         data: Any = json.loads(response.text or "null")
     except ValueError:
@@ -85,8 +94,8 @@ def graph_error(response: requests.Response) -> tuple[str | None, str]:
     if isinstance(data, Mapping) and isinstance(data.get("error"), Mapping):
         error = data["error"]
         code = error.get("code")
-        return (str(code) if code else None), _short(str(error.get("message") or ""))
-    return None, _short(response.reason or "")
+        return (str(code) if code else None), " ".join(str(error.get("message") or "").split())
+    return None, " ".join((response.reason or "").split())
 
 
 def from_response(
@@ -100,7 +109,8 @@ def from_response(
     """The error for a Graph answer that is not a success."""
     status = response.status_code
     code, message = graph_error(response)
-    detail = scrub(f"{what}: HTTP {status}" + (f" {code}" if code else "") + f": {message}")
+    coded = f" {code}" if code else ""
+    detail = _detail(scrub, f"{what}: HTTP {status}{coded}: {message}")
     if status == 429 or status == 408 or status >= 500:
         return TransientDeliveryError(
             status=status,
@@ -136,16 +146,31 @@ def from_exception(error: BaseException, *, what: str, scrub: Scrub = _plain) ->
         return TransientDeliveryError(
             remote_code="connection", detail=scrub(f"{what}: connection failed ({kind})")
         )
-    if isinstance(error, requests.RequestException | MsalServiceError):
+    if isinstance(error, MsalServiceError):  # msal's "HTTP Error: 503" (a 5xx answer)
+        return TransientDeliveryError(remote_code=kind, detail=_detail(scrub, f"{what}: {error}"))
+    if isinstance(error, requests.RequestException):
         return TransientDeliveryError(remote_code=kind, detail=scrub(f"{what}: {kind}"))
+    if isinstance(error, json.JSONDecodeError):
+        # msal parses every token answer below 500 as JSON: an HTML page instead (a proxy's or
+        # gateway's 429/502 page, a captive portal) is a broken answer, not a refusal
+        return TransientDeliveryError(
+            remote_code="invalid_response", detail=scrub(f"{what}: the answer is not JSON")
+        )
     if isinstance(error, OSError):
         name = getattr(error, "filename", None) or "?"
         return PermanentDeliveryError(
             remote_code="file", detail=scrub(f"{what}: cannot read {name} ({error.strerror})")
         )
+    if isinstance(error, ValueError) and "authority configuration" in str(error):
+        # msal's words when the OpenID discovery document answers 4xx (a throttling 429, a
+        # gateway's page); a wrong tenant looks the same and is reported by `connector check`
+        return TransientDeliveryError(
+            remote_code="discovery",
+            detail=scrub(f"{what}: the OpenID configuration could not be read"),
+        )
     if isinstance(error, ValueError):
         return PermanentDeliveryError(
-            remote_code="invalid", detail=scrub(f"{what}: {_short(str(error), 200)}")
+            remote_code="invalid", detail=_detail(scrub, f"{what}: {error}", 250)
         )
     return TransientDeliveryError(remote_code=kind, detail=scrub(f"{what}: unexpected {kind}"))
 
@@ -166,7 +191,8 @@ def from_token_result(
         return DeliveryRefused("not_logged_in", login=login, detail="no stored sign-in")
     error = str(result.get("error") or "unknown_error")
     description = str(result.get("error_description") or "").splitlines()
-    detail = scrub(f"{what}: {error}" + (f": {_short(description[0], 200)}" if description else ""))
+    first = f": {description[0]}" if description else ""
+    detail = _detail(scrub, f"{what}: {error}{first}", 300)
     if error in SIGN_IN_AGAIN:
         return DeliveryRefused(
             "not_logged_in",

@@ -8,6 +8,12 @@ The rate is counted the way the server sees it: a request is charged to the wind
 request still in flight already counts against the rate. Charging at the start instead lets the
 31st request leave a little before the server's minute is over, and the server answers 429.
 Every request is charged, failed ones too: the server may have counted them.
+
+A ``Retry-After`` from the server holds the whole mailbox back (:meth:`MailboxLimiter.hold`):
+Exchange throttles per mailbox, and a request for another message of the same mailbox before
+that moment would only be refused again and prolong the throttling. The deliverer asks
+:meth:`MailboxLimiter.held_for` before each try and waits (within its retry budget) or puts the
+message back.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class MailboxLimiter:
         self._lock = threading.Condition()
         self._in_flight: dict[str, int] = {}
         self._ended: dict[str, deque[float]] = {}
+        self._held: dict[str, float] = {}
         self.waits = 0
 
     def _purge(self, key: str, now: float) -> deque[float]:
@@ -84,6 +91,27 @@ class MailboxLimiter:
                 self._in_flight[key] -= 1
                 self._ended.setdefault(key, deque()).append(self.clock())
                 self._lock.notify_all()
+
+    def hold(self, mailbox: str, seconds: float) -> None:
+        """The server asked (``Retry-After``) not to send from ``mailbox`` for ``seconds``."""
+        key = mailbox.lower()
+        with self._lock:
+            until = self.clock() + max(0.0, seconds)
+            if until > self._held.get(key, 0.0):
+                self._held[key] = until
+
+    def held_for(self, mailbox: str) -> float:
+        """Seconds until ``mailbox`` may be sent from again after a Retry-After (0: now)."""
+        key = mailbox.lower()
+        with self._lock:
+            until = self._held.get(key)
+            if until is None:
+                return 0.0
+            left = until - self.clock()
+            if left <= 0:
+                del self._held[key]
+                return 0.0
+            return left
 
     def in_window(self, mailbox: str) -> int:
         """Requests charged to the mailbox's current window (ended or still in flight)."""

@@ -1,8 +1,9 @@
 """Structured logging: one event per line (key=value or JSON), secrets scrubbed.
 
 Every record passes a filter that replaces any configured secret (client secret, passphrases,
-SMTP password, API tokens, database passwords) and anything shaped like a bearer token with
-``***`` before it is formatted, so a secret can never reach a log line, whatever logs it.
+SMTP password, API tokens, database passwords) and anything shaped like a bearer token or a JWT
+(also one cut short) with ``***`` before it is formatted, so a secret can never reach a log
+line, whatever logs it. Texts that are cut to length must be scrubbed before they are cut.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from datetime import UTC, datetime
 from typing import IO
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
+#: a JWT, or what is left of one cut short (header and part of the payload)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}(?:\.[A-Za-z0-9_-]*)?")
 
 
 class Scrubber:

@@ -3,9 +3,10 @@
 Two jobs, each at most one run at a time with missed runs coalesced: the sync cycle every
 ``sync.interval_seconds`` (change detection only on the instance holding the poller lease) and
 an outbox drain every ``delivery.poll_seconds`` (every instance, so several instances share the
-delivery work and retries go out on time). SIGINT/SIGTERM set a stop flag: the message being
-sent is finished (or, if the process is killed, its claim expires and it is sent again with
-the same bytes), no new message is started, and the scheduler shuts down.
+delivery work and retries go out on time). SIGINT/SIGTERM set a stop flag: the request in
+flight is finished (or, if the process is killed, its claim expires and it is sent again with
+the same bytes), a message waiting to be tried again stops waiting and is left ``failed`` for
+later, no new message is started, and the scheduler shuts down.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Runner:
     def __init__(self, app: App) -> None:
         self.app = app
         self.stopping = threading.Event()
+        # a stop cuts retry waits short (a Retry-After can be minutes): the message in its
+        # wait ends the run as failed and is tried again after a restart
+        app.deliverer.stop_on(self.stopping)
         self.sync = SyncService(app, stop=self.stopping.is_set)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,

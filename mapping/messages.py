@@ -177,10 +177,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "ru": "конфигурация: {path}: {text}",
         "en": "configuration: {path}: {text}",
     },
-    "check_file_missing": {
-        "ru": "файл {path} ({key}) не найден или недоступен для чтения",
-        "en": "the file {path} ({key}) is missing or unreadable",
-    },
     "check_crm_ok": {"ru": "база данных CRM доступна", "en": "the CRM database is reachable"},
     "check_state_ok": {
         "ru": "хранилище коннектора доступно",
@@ -251,6 +247,55 @@ CATALOG: dict[str, dict[str, str]] = {
     "check_failed": {"ru": "Найдено проблем: {count}.", "en": "Problems found: {count}."},
     "role_fallback": {"ru": "почта для отправки приглашений", "en": "fallback mailbox"},
     "role_user": {"ru": "личная почта {login}", "en": "mailbox of {login}"},
+    # the HTTP API (authentication and requests)
+    "unauthorized": {
+        "ru": "Нужен действительный токен доступа (заголовок Authorization: Bearer).",
+        "en": "A valid access token is required (header Authorization: Bearer).",
+    },
+    "rate_limited": {
+        "ru": "Слишком много неудачных попыток входа с этого адреса. Повторите через {seconds} с.",
+        "en": "Too many failed authentication attempts from this address. Try again in "
+        "{seconds} s.",
+    },
+    "link_invalid": {
+        "ru": "Ссылка на окно приглашения недействительна.",
+        "en": "The link to the invitation dialog is not valid.",
+    },
+    "link_expired": {
+        "ru": "Срок действия ссылки истёк. Откройте окно приглашения из CRM ещё раз.",
+        "en": "The link has expired. Open the invitation dialog from the CRM again.",
+    },
+    "invalid_request": {
+        "ru": "Неверный запрос: {detail}",
+        "en": "Invalid request: {detail}",
+    },
+    # the invitation dialog page (figures 2.4, 2.5, 2.7-2.9)
+    "ui_title": {
+        "ru": "Выбор получателей приглашения",
+        "en": "Choose the invitation recipients",
+    },
+    "ui_hint": {
+        "ru": "Отметьте участников, которым нужно отправить приглашение на встречу.",
+        "en": "Tick the participants who should receive the meeting invitation.",
+    },
+    "ui_choose": {"ru": "Выбрать", "en": "Choose"},
+    "ui_cancel": {"ru": "Отмена", "en": "Cancel"},
+    "ui_close": {"ru": "Закрыть", "en": "Close"},
+    "ui_yes": {"ru": "Да", "en": "Yes"},
+    "ui_no": {"ru": "Нет", "en": "No"},
+    "ui_warning": {"ru": "Предупреждение", "en": "Warning"},
+    "ui_error": {"ru": "Ошибка", "en": "Error"},
+    "ui_done": {"ru": "Приглашение на встречу", "en": "Meeting invitation"},
+    "ui_sending": {"ru": "Отправка…", "en": "Sending…"},
+    "serving": {
+        "ru": "HTTP API и окно приглашения: {url} (остановка: Ctrl+C или SIGTERM)",
+        "en": "HTTP API and invitation dialog at {url} (stop: Ctrl+C or SIGTERM)",
+    },
+    "server_died": {
+        "ru": "HTTP-сервер неожиданно остановился; подробности в журнале.",
+        "en": "The HTTP server stopped unexpectedly; see the log.",
+    },
+    "stopped": {"ru": "Остановлено.", "en": "Stopped."},
     # warnings shown by the draft (the dialog of figure 2.4)
     "warn_location_empty": {
         "ru": "Не заполнено место встречи.",

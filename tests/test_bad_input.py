@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from html.parser import HTMLParser
 from uuid import uuid4
 
 import pytest
 
 from mapping.errors import Refusal
-from tests.support.checkers import assert_libical_accepts
+from tests.support.checkers import TEMPLATE_TAGS, assert_libical_accepts, html_tags
 from tests.support.world import World
-
-TEMPLATE_TAGS = {"html", "head", "meta", "title", "body", "p", "strong", "table", "tr", "td", "br"}
-
-
-def tags_of(html: str) -> set[str]:
-    """Every element name in the HTML, as the standard library's parser sees it."""
-    found: set[str] = set()
-
-    class Collector(HTMLParser):
-        def handle_starttag(self, tag: str, attrs: object) -> None:
-            found.add(tag)
-
-    Collector().feed(html)
-    return found
-
 
 HOSTILE = [
     "Встреча\r\nBcc: victim@evil.example",
@@ -57,7 +41,7 @@ def test_hostile_title_and_place_stay_inside_their_fields(world: World, title: s
     }
     assert list(message.message.keys()).count("Subject") == 1
     assert "\n" not in message.message["Subject"] and "\r" not in message.message["Subject"]
-    assert tags_of(message.html_body) <= TEMPLATE_TAGS
+    assert html_tags(message.html_body) <= TEMPLATE_TAGS
     if "<script>" in title:
         assert "&lt;script&gt;" in message.html_body
     summary = str(message.vevent.summary.value)

@@ -6,14 +6,20 @@ records of the connector's loggers, and the texts of the errors)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
+import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
-from connector.logs import setup_logging
+from connector.graph_errors import from_response, from_token_result
+from connector.logs import Scrubber, setup_logging
+from connector.transports.smtp import map_smtp_error
+from mapping.errors import ConfigError
 from tests.support.fake_graph import AppCertificate, FakeGraph
 from tests.support.graph_env import (
     CLIENT_SECRET,
@@ -115,10 +121,10 @@ def test_graph_app_only_and_delegated_runs_keep_secrets_out_of_logs(
     wrong = {"pfx_path": str(cert.pfx_path), "passphrase": PASSPHRASE + "x"}
     sections = graph_sections(fake_graph, certificate=wrong)
     del sections["graph"]["client_secret"]
-    w = world_in(tmp_path / "cert-world", **sections)
     setup_logging("DEBUG", "kv", [PASSPHRASE, PASSPHRASE + "x"], stream=captured.stream)
-    texts += [d.error.message("en") for d in w.invite().deliveries if d.error]
-    w.close()
+    with pytest.raises(ConfigError) as refused:  # found when the config is loaded
+        world_in(tmp_path / "cert-world", **sections)
+    texts += [refused.value.message("en"), refused.value.message("ru"), repr(refused.value)]
 
     w = world_in(tmp_path / "delegated", **graph_sections(fake_graph, delegated=True))
     setup_logging("DEBUG", "kv", w.config.secrets(), stream=captured.stream)
@@ -130,7 +136,7 @@ def test_graph_app_only_and_delegated_runs_keep_secrets_out_of_logs(
 
     out = captured.everything(texts)
     assert "event=message_sent" in out and "event=graph_send" in out  # the logs are there
-    assert "ErrorAccessDenied" in out and "Invalid password or PKCS12 data" in out
+    assert "ErrorAccessDenied" in out and "not a usable certificate or key" in out
     assert fake_graph.stats()["counters"]["tokens_client_credentials"] == 2
     assert [r["status"] for r in fake_graph.requests("sendMail")][:4] == [202, 401, 202, 503]
     secrets = [CLIENT_SECRET, PASSPHRASE, TOKEN_CACHE_KEY, *fake_graph.issued_tokens()]
@@ -158,3 +164,38 @@ def test_smtp_password_stays_out_of_logs_and_errors(
     out = captured.everything(texts)
     assert "event=smtp_send" in out and "535" in out
     assert PASSWORD not in out
+
+
+def test_a_secret_or_token_quoted_where_a_detail_is_cut_is_masked_not_cut_in_half() -> None:
+    """Error details are cut to length; a secret or token straddling the cut must be masked
+    first (cut first, what is left of it is no longer recognisable and stays visible)."""
+    token = (
+        "eyJhbGciOiJIUzI1NiJ9."
+        + "eyJqdGkiOiJhYmNkZWYxMjM0NTYifQ" * 4
+        + ".c2lnbmF0dXJlLXBhcnQtb2YtdGhlLXRva2Vu"
+    )
+    scrub = Scrubber([CLIENT_SECRET, PASSWORD])
+    response = requests.Response()
+    response.status_code = 403
+    text = "x" * 280 + f" {CLIENT_SECRET} {token}"
+    response._content = json.dumps(
+        {"error": {"code": "ErrorAccessDenied", "message": text}}
+    ).encode()
+    details = [
+        from_response(response, login="Supervisor", mailbox=PERSONAL, scrub=scrub).detail,
+        from_token_result(
+            {"error": "invalid_client", "error_description": "y" * 270 + f" {CLIENT_SECRET}"},
+            login="Supervisor",
+            scrub=scrub,
+        ).detail,
+        map_smtp_error(
+            smtplib.SMTPAuthenticationError(535, ("5.7.8 " + "z" * 290 + PASSWORD).encode()),
+            None,
+            scrub,
+        ).detail,
+        Scrubber()(f"Bearer-less and cut short: {token[:60]}"),
+    ]
+    for detail in details:
+        assert "***" in detail
+        assert CLIENT_SECRET[:8] not in detail and PASSWORD[:8] not in detail
+        assert "eyJ" not in detail

@@ -10,7 +10,6 @@ writable. Nothing is sent and nothing is written to the CRM.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +77,6 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print(ctx.t("check_failed", count=report.problems))
         return 1
     report.ok("check_config_ok", path=ctx.config_path, transport=config.transport)
-    _check_files(config, report)
     _check_crm(config, report)
     store = _check_state(config, report)
     if store is not None:
@@ -91,17 +89,6 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     ctx.print(ctx.t("check_passed"))
     return 0
-
-
-def _check_files(config: Config, report: Report) -> None:
-    files: dict[str, Path] = {}
-    if config.transport == "graph" and config.graph is not None:
-        files.update(config.graph.files())
-    if config.transport == "smtp" and config.smtp is not None and config.smtp.ca_bundle:
-        files["smtp.ca_bundle"] = config.smtp.ca_bundle
-    for key, path in files.items():
-        if not (path.is_file() and os.access(path, os.R_OK)):
-            report.problem("check_file_missing", path=path, key=key)
 
 
 def _check_crm(config: Config, report: Report) -> None:

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from connector.cli import Context, parse_uuid
-from connector.service import Draft, InviteResult
+from connector.service import InviteResult
+from connector.views import draft_as_dict, result_as_dict
 from mapping.body import format_when
 from mapping.errors import Refusal
-from mapping.messages import render
 from mapping.model import SenderKind
 
 
@@ -39,39 +39,6 @@ def register(commands: Any) -> None:
     invite.add_argument("--dry-run", action="store_true", help="plan and build, send nothing")
     invite.add_argument("--json", action="store_true", help="machine-readable output")
     invite.set_defaults(handler=run_invite)
-
-
-def draft_as_dict(draft: Draft, lang: str) -> dict[str, Any]:
-    m = draft.meeting
-    return {
-        "activity_id": str(m.activity_id),
-        "title": m.title,
-        "start": m.start.isoformat() if m.start else None,
-        "end": m.end.isoformat() if m.end else None,
-        "location": m.location,
-        "sender": {
-            "address": draft.sender.address,
-            "name": draft.sender.name,
-            "kind": draft.sender.kind.value,
-        },
-        "participants": [
-            {
-                "contact_id": str(c.contact_id),
-                "name": c.name,
-                "email": c.email,
-                "selected": c.selected,
-                "current_user": c.is_current_user,
-                "problem": c.problem.value if c.problem else None,
-            }
-            for c in draft.candidates
-        ],
-        "warnings": [
-            {"code": n.code.removeprefix("warn_"), "message": render(n.code, lang, n.params)}
-            for n in draft.notices
-        ],
-        "already_sent": draft.state is not None,
-        "sequence": draft.state.sequence if draft.state else None,
-    }
 
 
 def run_draft(args: argparse.Namespace, ctx: Context) -> int:
@@ -104,52 +71,6 @@ def run_draft(args: argparse.Namespace, ctx: Context) -> int:
         for n in draft.notices:
             ctx.print(f"  - {ctx.t(n.code, **n.params)}")
     return 0
-
-
-def result_as_dict(result: InviteResult, lang: str) -> dict[str, Any]:
-    status = (
-        "dry_run"
-        if result.dry_run
-        else "nothing"
-        if result.nothing_to_send
-        else ("sent" if result.delivered else "failed")
-    )
-    return {
-        "status": status,
-        "activity_id": str(result.activity_id),
-        "uid": result.uid,
-        "sequence": result.sequence,
-        "sender": result.sender,
-        "reasons": list(result.reasons),
-        "messages": [
-            {
-                "method": o.method.value,
-                "sequence": o.sequence,
-                "recipients": list(o.recipients),
-                "message_id": o.message_id,
-                "subject": o.subject,
-            }
-            for o in result.outgoing
-        ],
-        "deliveries": [
-            {
-                "method": d.method,
-                "sequence": d.sequence,
-                "recipients": list(d.recipients),
-                "status": d.status,
-                "error": d.error.message(lang) if d.error else None,
-            }
-            for d in result.deliveries
-        ],
-        "skipped": [
-            {
-                "contact_id": str(c.contact_id),
-                "name": c.name,
-                "problem": c.problem.value if c.problem else None,
-            }
-            for c in result.skipped
-        ],
-    }
 
 
 def _ask_yes_no(ctx: Context, question: str) -> bool:

@@ -28,11 +28,26 @@ def run_service(args: argparse.Namespace, ctx: Context) -> int:
     lock = InstanceLock(ctx.config.state.url)
     lock.acquire()
     try:
+        server = None
+        if ctx.config.api.enabled:  # the HTTP API beside the scheduler (issue 5)
+            from connector.api import server_for
+
+            server = server_for(ctx.app)
+            server.start()
         runner = Runner(ctx.app)
         runner.start()
-        wait_for_signal(runner.stop)
+
+        def stop() -> None:
+            if server is not None:
+                server.stop()  # no new requests; the ones in flight finish
+            runner.stop()
+
+        wait_for_signal(stop, extra=server.finished if server is not None else None)
     finally:
         lock.release()
+    if server is not None and server.failed:
+        ctx.err.write(ctx.t("server_died") + "\n")
+        return 1
     return 0
 
 

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from connector.cli import Context, parse_uuid
-from connector.state.store import MeetingOverview, StateStore
+from connector.state.store import StateStore
+from connector.views import message_log, overview_as_dict
 
 
 def register(commands: Any) -> None:
@@ -15,71 +16,6 @@ def register(commands: Any) -> None:
     status.add_argument("activity", nargs="?", type=parse_uuid, metavar="ACTIVITY_ID")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=run_status)
-
-
-def overview_as_dict(item: MeetingOverview) -> dict[str, Any]:
-    s = item.state
-    return {
-        "activity_id": str(s.activity_id),
-        "uid": s.uid,
-        "sequence": s.sequence,
-        "organizer": {"email": s.organizer.email, "name": s.organizer.name},
-        "sender_login": s.sender_login,
-        "sender_kind": s.sender_kind.value,
-        "invited": [{"email": a.email, "name": a.name} for a in s.invited],
-        "title": s.snapshot.title,
-        "start": s.snapshot.start.isoformat(),
-        "end": s.snapshot.end.isoformat(),
-        "location": s.snapshot.location,
-        "cancelled": s.cancelled,
-        "last_sent_at": s.last_sent_at.isoformat(),
-        "messages": {
-            "pending": item.pending,
-            "failed": item.failed,
-            "parked": item.parked,
-            "sent": item.sent,
-        },
-        "problem": item.last_problem,
-        "problem_at": item.last_problem_at.isoformat() if item.last_problem_at else None,
-    }
-
-
-def message_log(store: StateStore, activity: Any) -> list[dict[str, Any]]:
-    msgs = store.messages(activity_id=activity)
-    attempts = store.attempts([m.id for m in msgs]) if msgs else []
-    out = []
-    for m in msgs:
-        out.append(
-            {
-                "id": m.id,
-                "method": m.method,
-                "sequence": m.sequence,
-                "sender": m.sender,
-                "sender_login": m.sender_login,
-                "recipients": list(m.recipients),
-                "message_id": m.message_id,
-                "origin": m.origin,
-                "status": m.status,
-                "attempts": m.attempts,
-                "error": m.last_error,
-                "error_code": m.error_code,
-                "created_at": m.created_at.isoformat(),
-                "sent_at": m.sent_at.isoformat() if m.sent_at else None,
-                "attempt_log": [
-                    {
-                        "worker": a.worker,
-                        "started_at": a.started_at.isoformat(),
-                        "finished_at": a.finished_at.isoformat() if a.finished_at else None,
-                        "outcome": a.outcome,
-                        "status_code": a.status_code,
-                        "error_code": a.error_code,
-                    }
-                    for a in attempts
-                    if a.message == m.id
-                ],
-            }
-        )
-    return out
 
 
 def run_status(args: argparse.Namespace, ctx: Context) -> int:

@@ -103,14 +103,14 @@ class MeetingOverview:
     last_problem_at: datetime | None
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
     """An engine for the state store; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE."""
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
         engine = create_engine(
             url,
             future=True,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
             poolclass=StaticPool if memory else None,
         )
 
@@ -120,7 +120,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_conn.cursor()
             if not memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -221,8 +221,8 @@ class StateStore:
         self.postgres = engine.dialect.name == "postgresql"
 
     @classmethod
-    def from_url(cls, url: str) -> StateStore:
-        store = cls(make_engine(url))
+    def from_url(cls, url: str, busy_timeout: float = 30.0) -> StateStore:
+        store = cls(make_engine(url, busy_timeout))
         store.migrate()
         return store
 
@@ -576,6 +576,26 @@ class StateStore:
         with self._tx() as conn:
             rows = conn.execute(select(m.c.status, func.count()).group_by(m.c.status)).all()
         return {str(status): int(count) for status, count in rows}
+
+    def message_counts(self) -> dict[tuple[str, str], int]:
+        """Messages in the outbox by (method, status)."""
+        m = t.messages
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(m.c.method, m.c.status, func.count()).group_by(m.c.method, m.c.status)
+            ).all()
+        return {(str(method), str(status)): int(count) for method, status, count in rows}
+
+    def attempt_counts(self) -> dict[tuple[str, str], int]:
+        """Delivery attempts by (method of the message, outcome)."""
+        m, a = t.messages, t.attempts
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(m.c.method, a.c.outcome, func.count())
+                .select_from(a.join(m, a.c.message == m.c.id))
+                .group_by(m.c.method, a.c.outcome)
+            ).all()
+        return {(str(method), str(outcome)): int(count) for method, outcome, count in rows}
 
     def overview(self, activity_id: UUID | None = None) -> list[MeetingOverview]:
         """Per meeting: the UID map entry and counts of its messages by status."""

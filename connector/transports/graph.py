@@ -162,6 +162,13 @@ class GraphTransport:
         """Refuse before anything is recorded when ``login`` cannot send at all."""
         self.tokens.require_login(login)
 
+    def ready(self) -> None:
+        """For ``/readyz``: app-only mode can obtain its token (msal's cache answers while the
+        token is valid, so probes cost no request); delegated mode has no token of its own, each
+        user's sign-in is checked when they send. Raises DeliveryError."""
+        if self.mode == "app":
+            self._token("")
+
     def token_for_check(self, login: str) -> str:
         """A token (for ``connector check``); raises DeliveryError."""
         return self._token(login)

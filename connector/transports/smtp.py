@@ -39,9 +39,13 @@ STAT_KEYS = ("connections", "accepted", "transient", "permanent", "refused_recip
 
 
 def _text(raw: bytes | str) -> str:
+    """A server reply on one line, not cut yet: it is cut after scrubbing (see :func:`_cut`)."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    line = " ".join(text.split())
-    return line[:300]
+    return " ".join(text.split())
+
+
+def _cut(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _by_code(code: int, detail: str) -> DeliveryError:
@@ -61,7 +65,7 @@ def map_smtp_error(
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         refused = {addr: (code, _text(msg)) for addr, (code, msg) in error.recipients.items()}
         shown = "; ".join(f"{addr} {code} {msg}" for addr, (code, msg) in refused.items())
-        detail = scrub(f"SMTP: every recipient refused: {shown}")[:1000]
+        detail = _cut(scrub(f"SMTP: every recipient refused: {shown}"), 1000)
         codes = [code for code, _ in refused.values()]
         if codes and all(code >= 500 for code in codes):
             return PermanentDeliveryError(
@@ -70,7 +74,7 @@ def map_smtp_error(
         return TransientDeliveryError(status=min(codes, default=None), detail=detail)
     if isinstance(error, smtplib.SMTPSenderRefused):
         message = _text(error.smtp_error)
-        detail = scrub(f"SMTP: sender {error.sender!s} refused: {error.smtp_code} {message}")
+        detail = _cut(scrub(f"SMTP: sender {error.sender!s} refused: {error.smtp_code} {message}"))
         if error.smtp_code >= 500 and "5.7.60" in message and envelope is not None:
             return DeliveryRefused(
                 "no_mailbox_rights",
@@ -84,11 +88,12 @@ def map_smtp_error(
     if isinstance(error, smtplib.SMTPResponseException):
         step = "authentication" if isinstance(error, smtplib.SMTPAuthenticationError) else "reply"
         return _by_code(
-            error.smtp_code, scrub(f"SMTP {step}: {error.smtp_code} {_text(error.smtp_error)}")
+            error.smtp_code,
+            _cut(scrub(f"SMTP {step}: {error.smtp_code} {_text(error.smtp_error)}")),
         )
     if isinstance(error, smtplib.SMTPNotSupportedError):
         return PermanentDeliveryError(
-            remote_code="not_supported", detail=scrub(f"SMTP: {_text(str(error))}")
+            remote_code="not_supported", detail=_cut(scrub(f"SMTP: {_text(str(error))}"))
         )
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return TransientDeliveryError(remote_code="disconnected", detail="SMTP: disconnected")

@@ -139,3 +139,21 @@ def assert_libical_accepts(texts: Sequence[str], *, empty_allowed: Sequence[str]
         assert verdict["parsed"], text
         errors = [e for e in verdict["errors"] if str(e).strip() not in tolerated]  # type: ignore[union-attr]
         assert errors == [], (verdict["errors"], text)
+
+
+#: the elements our HTML body template uses; CRM text must never add one
+TEMPLATE_TAGS = {"html", "head", "meta", "title", "body", "p", "strong", "table", "tr", "td", "br"}
+
+
+def html_tags(html: str) -> set[str]:
+    """Every element name in the HTML, as the standard library's parser sees it."""
+    from html.parser import HTMLParser
+
+    found: set[str] = set()
+
+    class Collector(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            found.add(tag)
+
+    Collector().feed(html)
+    return found

@@ -6,7 +6,9 @@ Driven by the real ``msal`` and ``requests`` (nothing patched): clients point
 
 What it emulates
 ----------------
-* OpenID discovery: ``{origin}/{tenant}/v2.0/.well-known/openid-configuration``.
+* OpenID discovery: ``{origin}/{tenant}/v2.0/.well-known/openid-configuration``; the endpoints
+  in it are built from the request's ``Host``, so a client that reaches the fake through a TCP
+  proxy (:mod:`tests.support.tcp_proxy`) keeps going through it for tokens.
 * Token endpoint ``{origin}/{tenant}/oauth2/v2.0/token``: client credentials with a client
   secret or a certificate client assertion (a JWT whose signature is verified with the
   registered public certificate, found by its ``x5t#S256``/``x5t`` thumbprint; ``aud``, ``iss``,
@@ -46,11 +48,14 @@ fake's own. The message-rate 429 stands in for Exchange's sending limit, whose r
 Test API (no authentication; loopback only)
 -------------------------------------------
 ``GET /_test/messages``, ``GET /_test/inbox/{address}``, ``GET /_test/calendars[?all=1]``,
-``GET /_test/stats``, ``GET /_test/requests``; ``POST /_test/setup`` (apps, mailboxes,
+``GET /_test/stats``, ``GET /_test/requests``, ``GET /_test/tokens`` (every access, refresh and
+ID token and device code issued); ``POST /_test/setup`` (apps, mailboxes,
 send_as, app_access_policy), ``POST /_test/config`` (latency, limits, max_request_bytes,
 token_lifetime, device_interval, device_pending_polls, device_auto_approve),
-``POST /_test/faults`` (``{"faults": [...]}``: status, retry_after, code, message, delay,
-reset, target sendMail|token|users|any, mailbox, repeat), ``DELETE /_test/faults``,
+``POST /_test/faults`` (``{"faults": [...]}``: status, retry_after, code, message (Graph's
+``error.message``, the identity platform's ``error_description``), body (a text/html answer
+instead, like a gateway's error page), delay, reset, target
+sendMail|token|users|discovery|any, mailbox, repeat), ``DELETE /_test/faults``,
 ``POST /_test/device/approve`` (``user_code``, ``upn`` or ``deny``), ``POST
 /_test/tokens/expire`` (access tokens), ``POST /_test/tokens/revoke`` (a user's refresh
 tokens), ``POST /_test/reset``.
@@ -137,6 +142,7 @@ class Fault:
     message: str | None = None
     delay: float = 0.0  # seconds to wait before answering (past a client timeout: a slow answer)
     reset: bool = False  # close the connection without an answer (TCP reset)
+    body: str | None = None  # answer this text (text/html) instead of a JSON error: a gateway
     target: str = "sendMail"  # sendMail | token | users | any
     mailbox: str | None = None
     repeat: int = 1
@@ -363,6 +369,8 @@ class FakeState:
         self.tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, _RefreshToken] = {}
         self.device_codes: dict[str, _DeviceCode] = {}
+        self.id_tokens: list[str] = []
+        self.spent_device_codes: list[str] = []
         self.received: list[Received] = []
         self.calendars: dict[str, dict[str, CalendarEntry]] = {}
         self.ignored: list[dict[str, Any]] = []
@@ -411,10 +419,10 @@ class FakeState:
                 for _ in range(max(1, fault.repeat)):
                     self.faults.append(fault)
 
-    def take_fault(self, target: str, mailbox: str | None) -> Fault | None:
+    def take_fault(self, target: str, mailbox: str | None, exact: bool = False) -> Fault | None:
         with self.lock:
             for fault in list(self.faults):
-                if fault.target not in (target, "any"):
+                if fault.target not in ((target,) if exact else (target, "any")):
                     continue
                 if fault.mailbox and (mailbox or "").lower() != fault.mailbox.lower():
                     continue
@@ -487,6 +495,18 @@ class FakeState:
                     code.denied = deny
                     return True
         return False
+
+    def issued(self) -> list[str]:
+        """Every credential this fake handed out: access, refresh and ID tokens, device codes
+        (what must never show up in a client's logs or output)."""
+        with self.lock:
+            return [
+                *self.tokens,
+                *self.refresh_tokens,
+                *self.id_tokens,
+                *self.device_codes,
+                *self.spent_device_codes,
+            ]
 
     # -- mail ---------------------------------------------------------------------------
     def enter(self, mailbox: str) -> int:
@@ -759,7 +779,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body, ctype = json.dumps(payload).encode(), "application/json"
         self.send_response(status)
-        if ctype:
+        if ctype and "Content-Type" not in (headers or {}):
             self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("request-id", str(uuid.uuid4()))
@@ -768,6 +788,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
+
+    def _origin(self) -> str:
+        """The origin the client used (a TCP proxy in front of the fake has its own port), so
+        that the endpoints in the OpenID configuration lead back the way the client came."""
+        host = self.headers.get("Host") or ""
+        return f"https://{host}" if host else self.state.origin
 
     def _idp(self, route: str, kind: str, **params: Any) -> None:
         status, payload = _idp_error(kind, **params)
@@ -784,8 +810,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, target: str, mailbox: str | None) -> Answer | None:
         """The answer of an injected fault for this request, if one is queued (after its
-        delay; a reset fault resets the connection and never answers)."""
-        fault = self.state.take_fault(target, mailbox)
+        delay; a reset fault resets the connection and never answers). Faults for the OpenID
+        discovery document must name the target ``discovery`` ("any" leaves it alone)."""
+        fault = self.state.take_fault(target, mailbox, exact=target == "discovery")
         if fault is None:
             return None
         self.state.count("faults_applied")
@@ -798,10 +825,16 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.retry_after is not None:
             value = float(fault.retry_after)
             headers["Retry-After"] = str(int(value)) if value.is_integer() else str(value)
-        if target == "token":
+        payload: Any
+        if fault.body is not None:
+            headers["Content-Type"] = "text/html; charset=utf-8"
+            payload = fault.body
+        elif target == "token":
             _, payload = _idp_error("injected")
             if fault.code:
                 payload["error"] = fault.code
+            if fault.message:
+                payload["error_description"] = fault.message
         else:
             code = fault.code or HTTPStatus(fault.status).phrase.replace(" ", "")
             payload = _graph_error(code)
@@ -847,8 +880,13 @@ class _Handler(BaseHTTPRequestHandler):
         if tenant != state.tenant:
             self._idp("discovery", "unknown_tenant", tenant=tenant)
             return
-        base = f"{state.origin}/{tenant}"
+        base = f"{self._origin()}/{tenant}"
         if method == "GET" and rest == ["v2.0", ".well-known", "openid-configuration"]:
+            injected = self._fault("discovery", None)
+            if injected is not None:
+                state.record("discovery", injected[0])
+                self._send(*injected)
+                return
             state.record("discovery", 200)
             self._send(
                 200,
@@ -974,7 +1012,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.device_codes[code.device_code] = code
         state.record("devicecode", 200)
-        url = f"{state.origin}/devicelogin"
+        url = f"{self._origin()}/devicelogin"
         self._send(
             200,
             {
@@ -1005,6 +1043,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             with state.lock:
                 state.device_codes.pop(code.device_code, None)
+                state.spent_device_codes.append(code.device_code)
             state.record("token", 200, grant="device_code")
             state.count("tokens_device_code")
             self._send(200, self._user_tokens(code.upn, code.client_id, code.scopes, lifetime))
@@ -1035,6 +1074,9 @@ class _Handler(BaseHTTPRequestHandler):
             "ver": "2.0",
         }
         info = json.dumps({"uid": box.oid, "utid": state.tenant}).encode()
+        id_token = state.sign(id_claims)
+        with state.lock:
+            state.id_tokens.append(id_token)
         return {
             "token_type": "Bearer",
             "scope": " ".join([*granted, "openid", "profile"]),
@@ -1042,7 +1084,7 @@ class _Handler(BaseHTTPRequestHandler):
             "ext_expires_in": lifetime,
             "access_token": token,
             "refresh_token": refresh,
-            "id_token": state.sign(id_claims),
+            "id_token": id_token,
             "client_info": base64.urlsafe_b64encode(info).decode().rstrip("="),
         }
 
@@ -1180,6 +1222,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = state.calendar_view(flag.get("all", False))
         elif route[:2] == ("GET", "stats"):
             answer = state.stats()
+        elif route[:2] == ("GET", "tokens"):
+            answer = state.issued()
         elif route[:2] == ("GET", "requests"):
             with state.lock:
                 answer = list(state.log)
@@ -1325,8 +1369,8 @@ class FakeGraph:
             return [r for r in self.state.log if route is None or r["route"] == route]
 
     def issued_tokens(self) -> list[str]:
-        with self.state.lock:
-            return list(self.state.tokens) + list(self.state.refresh_tokens)
+        """Access, refresh and ID tokens and device codes issued so far."""
+        return self.state.issued()
 
 
 class FakeGraphClient:
@@ -1362,6 +1406,23 @@ class FakeGraphClient:
 
     def stats(self) -> dict[str, Any]:
         return dict(self._call("GET", "stats"))
+
+    def issued_tokens(self) -> list[str]:
+        """Access, refresh and ID tokens and device codes issued so far."""
+        return list(self._call("GET", "tokens"))
+
+    def requests(self, route: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self._call("GET", "requests") if route is None or r["route"] == route]
+
+    def expire_tokens(self) -> Any:
+        return self._call("POST", "tokens/expire")
+
+    def clear_faults(self) -> Any:
+        return self._call("DELETE", "faults")
+
+    def revoke(self, upn: str) -> Any:
+        """Revoke the user's refresh tokens (a sign-in Microsoft no longer accepts)."""
+        return self._call("POST", "tokens/revoke", {"upn": upn})
 
     def approve(self, user_code: str, upn: str) -> Any:
         return self._call("POST", "device/approve", {"user_code": user_code, "upn": upn})

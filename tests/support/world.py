@@ -38,7 +38,8 @@ class Clock:
 
 class Recording:
     """A transport wrapper that keeps every envelope it handed over, in order (the real
-    transport underneath does the work; ``stats`` and ``check_sender`` are passed through)."""
+    transport underneath does the work; ``stats``, ``check_sender`` and ``ready`` are passed
+    through)."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
@@ -53,6 +54,11 @@ class Recording:
         check = getattr(self.inner, "check_sender", None)
         if check is not None:
             check(login, mailbox)
+
+    def ready(self) -> None:
+        ready = getattr(self.inner, "ready", None)
+        if ready is not None:
+            ready()
 
     def send(self, envelope: Envelope) -> str:
         receipt = self.inner.send(envelope)
@@ -75,7 +81,7 @@ class CrmDb:
     kind: str
 
 
-def base_config(crm: CrmDb, tmp: Path, **sections: Any) -> dict[str, Any]:
+def base_config(crm: CrmDb, tmp: Path, /, **sections: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "crm": {"url": crm.url, **({"db_schema": crm.schema} if crm.schema else {})},
         "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
