@@ -126,7 +126,7 @@ def throughput_plot(data: dict[str, Any], out: Path) -> Path:
         ax.set_visible(False)
     names = {
         "1": "1 thread (connector sync)",
-        "2": "2 threads (connector run)",
+        "9": "9 threads (connector run)",
         "pool": "pool: 4 threads per mailbox (max 32)",
         "pool-pg": "the same pool, PostgreSQL outbox",
     }

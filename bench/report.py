@@ -163,7 +163,7 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
         "| limit msg/s | real limit msg/s | real-time equivalent msg/s | 429s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    names = {"1": "1 (sync)", "2": "2 (run)"}
+    names = {"1": "1 (sync)", "9": "9 (run)"}
     for r in data["results"]:
         kind = names.get(r["threads_kind"], r["threads_kind"])
         if r["threads_kind"] == "pool":

@@ -19,10 +19,10 @@ pushes more than the real limit in the scaled test, the limiter is what holds it
 time; when it pushes less, its own speed is the cap whatever the window.
 
 Delivery runs the way the service runs it, with a time cap (the ``stop`` callback the service
-uses on SIGTERM): ``1 thread`` is one drain (``connector sync``, ``connector retry``), ``2
-threads`` is ``connector run`` (the sync cycle's drain and the drain job share an APScheduler
-pool of two threads), ``pool`` is what it would take to reach the limits: 4 threads per mailbox
-(at most 32) calling the same Deliverer's drain, which the service does not do today, and
+uses on SIGTERM): ``1 thread`` is one drain (``connector sync``, ``connector retry``), ``9
+threads`` is ``connector run`` with the default ``delivery.workers`` (8 drain workers, plus the
+sync cycle's own drain), ``pool`` is what it would take to reach the limits: 4 threads per
+mailbox (at most 32) calling the same Deliverer's drain, and
 ``pool-pg`` the same with a PostgreSQL outbox (the store for several instances) instead of
 SQLite.
 
@@ -75,14 +75,14 @@ class Settings:
 
 
 SETTINGS = {
-    "smoke": Settings((1, 2), (0.0,), ("2",), 1.0, 0.5),
+    "smoke": Settings((1, 2), (0.0,), ("9",), 1.0, 0.5),
     # quick: shorter than one window, so only the first burst of each mailbox is measured
-    "quick": Settings((1, 10, 100), (0.0, 50.0, 300.0), ("2",), 2.0, 1.0, (1_000, 10_000)),
+    "quick": Settings((1, 10, 100), (0.0, 50.0, 300.0), ("9",), 2.0, 1.0, (1_000, 10_000)),
     # full: just under two windows (two bursts and the wait between them)
     "full": Settings(
         (1, 10, 100),
         (0.0, 50.0, 300.0),
-        ("1", "2", "pool", "pool-pg"),
+        ("1", "9", "pool", "pool-pg"),
         11.9,
         3.0,
         (1_000, 10_000, 50_000),
@@ -93,7 +93,7 @@ SETTINGS = {
 
 
 def thread_count(kind: str, mailboxes: int) -> int:
-    """``1``, ``2``, or ``pool`` (``pool-pg``: the same on a PostgreSQL outbox)."""
+    """``1``, ``9``, or ``pool`` (``pool-pg``: the same on a PostgreSQL outbox)."""
     return min(CONCURRENCY * mailboxes, 32) if kind.startswith("pool") else int(kind)
 
 

@@ -263,6 +263,8 @@ class DeliveryConfig(_Section):
     backoff_max_seconds: float = Field(3600.0, ge=0)
     claim_seconds: float = Field(300.0, ge=5)
     poll_seconds: float = Field(5.0, gt=0)
+    #: threads of ``connector run`` that deliver outbox messages in parallel (per instance)
+    workers: int = Field(8, ge=1, le=64)
 
 
 class SyncConfig(_Section):

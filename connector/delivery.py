@@ -18,6 +18,7 @@ without another try.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -107,6 +108,18 @@ class Deliverer:
         self.sleep = sleep
         self.stop = stop
         self.stats: dict[str, int] = {"sent": 0, "failed": 0, "parked": 0, "retries": 0}
+        self._stats_lock = threading.Lock()
+
+    def with_worker(self, worker: str) -> Deliverer:
+        """Another worker on the same store, transport, limiter and counters (one per drain
+        thread: each holds its own claims)."""
+        clone = copy.copy(self)
+        clone.worker = worker
+        return clone
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
 
     def stop_on(self, event: threading.Event) -> None:
         """Let ``event`` (the service's stop) end retry waits early and further tries."""
@@ -190,7 +203,7 @@ class Deliverer:
             return self._failed(message, error)
         now = self.clock()
         kept = self.store.finish(message.id, self.worker, status="sent", now=now)
-        self.stats["sent"] += 1
+        self._count("sent")
         log.info(
             "event=message_sent message=%s method=%s sequence=%s recipients=%d sender=%s "
             "receipt=%s",
@@ -210,7 +223,7 @@ class Deliverer:
         )
 
     def _sleep(self, seconds: float) -> None:
-        self.stats["retries"] += 1
+        self._count("retries")
         log.info("event=retry_wait seconds=%.2f", seconds)
         self.sleep(seconds)
 
@@ -294,7 +307,7 @@ class Deliverer:
             error_code=error.remote_code or error.code,
             next_attempt_at=now + timedelta(seconds=delay),
         )
-        self.stats["failed"] += 1
+        self._count("failed")
         log.warning(
             "event=message_failed message=%s attempts=%d retry_in=%.0f code=%s",
             message.id,
@@ -320,7 +333,7 @@ class Deliverer:
             error=error.detail or error.code,
             error_code=error.remote_code or error.code,
         )
-        self.stats["parked"] += 1
+        self._count("parked")
         log.error(
             "event=message_parked message=%s attempts=%d code=%s",
             message.id,

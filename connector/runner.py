@@ -1,13 +1,13 @@
 """``connector run``: the sync service under APScheduler, with a graceful stop.
 
-Two jobs, each at most one run at a time with missed runs coalesced: the sync cycle every
-``sync.interval_seconds`` (change detection only on the instance holding the poller lease) and
-an outbox drain every ``delivery.poll_seconds`` (every instance, so several instances share the
-delivery work and retries go out on time). SIGINT/SIGTERM set a stop flag: the request in
-flight is finished (or, if the process is killed, its claim expires and it is sent again with
-the same bytes), a message waiting to be tried again stops waiting and is left ``failed`` for
-later, no new message is started, and the scheduler shuts down.
-"""
+Jobs, each at most one run at a time with missed runs coalesced: the sync cycle every
+``sync.interval_seconds`` (change detection only on the instance holding the poller lease), and
+``delivery.workers`` outbox drains every ``delivery.poll_seconds``, each with its own worker
+name for its claims (every instance drains, so several instances share the delivery work, and
+retries go out on time). SIGINT/SIGTERM set a stop flag: the request in flight is finished
+(or, if the process is killed, its claim expires and it is sent again with the same bytes), a
+message waiting to be tried again stops waiting and is left ``failed`` for later, no new
+message is started, and the scheduler shuts down."""
 
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ class Runner:
         # wait ends the run as failed and is tried again after a restart
         app.deliverer.stop_on(self.stopping)
         self.sync = SyncService(app, stop=self.stopping.is_set)
+        workers = app.config.delivery.workers
+        self.drainers = [app.deliverer.with_worker(f"{app.worker}#{i}") for i in range(workers)]
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(2)},
+            executors={"default": ThreadPoolExecutor(workers + 1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.cycles = 0
@@ -53,13 +55,13 @@ class Runner:
             self.failures += 1
             log.exception("event=sync_cycle_failed")
 
-    def _drain(self) -> None:
+    def _drain(self, index: int) -> None:
         if self.stopping.is_set():
             return
         try:
-            self.app.deliverer.drain(stop=self.stopping.is_set)
+            self.drainers[index].drain(stop=self.stopping.is_set)
         except Exception:
-            log.exception("event=drain_failed")
+            log.exception("event=drain_failed worker=%d", index)
 
     def start(self) -> None:
         config = self.app.config
@@ -71,12 +73,15 @@ class Runner:
             id="sync",
             next_run_time=now,
         )
-        self.scheduler.add_job(
-            self._drain,
-            "interval",
-            seconds=config.delivery.poll_seconds,
-            id="drain",
-        )
+        for index in range(len(self.drainers)):
+            self.scheduler.add_job(
+                self._drain,
+                "interval",
+                args=[index],
+                seconds=config.delivery.poll_seconds,
+                id=f"drain-{index}",
+                next_run_time=now,
+            )
         self.scheduler.start()
         log.info(
             "event=service_started worker=%s interval=%s transport=%s",

@@ -76,6 +76,8 @@ class SyncService:
             include_notes=app.config.invitations.include_notes,
         )
         self._users: dict[UUID | str, CrmUser | None] = {}
+        #: the rights verdict per (user, organizer mailbox), asked once per cycle
+        self._verdicts: dict[tuple[UUID, str], Refusal | None] = {}
 
     # -- one cycle ------------------------------------------------------------------------
     def cycle(self, *, full: bool = False) -> CycleReport:
@@ -83,6 +85,7 @@ class SyncService:
         now = self.app.clock()
         report = CycleReport(started_at=now)
         self._users = {}
+        self._verdicts = {}
         store = self.app.store
         report.leader = store.acquire_lease(
             POLLER_LEASE, self.app.worker, now, self.config.sync.lease_seconds
@@ -275,10 +278,14 @@ class SyncService:
             return Refusal("user_not_found", login=state.sender_login)
         if not user.active:
             return Refusal("user_inactive", login=user.login)
-        try:
-            self.app.service.sender_for(user, state)
-            # the transport's own early refusal (delegated Graph: no stored sign-in)
-            self.app.service.transport_accepts(user.login, state.organizer.email)
-        except Refusal as refusal:
-            return refusal
-        return None
+        key = (user.id, state.organizer.key)
+        if key not in self._verdicts:
+            verdict: Refusal | None = None
+            try:
+                self.app.service.sender_for(user, state)
+                # the transport's own early refusal (delegated Graph: no stored sign-in)
+                self.app.service.transport_accepts(user.login, state.organizer.email)
+            except Refusal as refusal:
+                verdict = refusal
+            self._verdicts[key] = verdict
+        return self._verdicts[key]

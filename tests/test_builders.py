@@ -267,3 +267,17 @@ def test_multi_day_meeting_shows_both_days() -> None:
         build(PlannedMessage(Method.REQUEST, 0, PEOPLE, PEOPLE), state(snapshot=snap)).mime
     )
     assert "среда, 26 февраля 2025 12:30 - четверг, 27 февраля 2025 14:30" in p.text_body
+
+
+def test_large_messages_list_bare_addresses_in_to_but_name_everyone_in_the_calendar() -> None:
+    people = tuple(Attendee(f"p{i}@ivanov.by", f"Участник {i}") for i in range(51))
+    built = build(PlannedMessage(Method.REQUEST, 0, people, people), state(invited=people))
+    p = parse_message(built.mime)
+    assert [a.display_name for a in p.message["To"].addresses] == [""] * 51
+    assert [a.addr_spec for a in p.message["To"].addresses][:2] == ["p0@ivanov.by", "p1@ivanov.by"]
+    assert len(p.attendees) == 51
+    assert {a.params["CN"][0] for a in p.vevent.contents["attendee"]} == {
+        f"Участник {i}" for i in range(51)
+    }
+    few = build(PlannedMessage(Method.REQUEST, 0, people[:50], people[:50]), state())
+    assert parse_message(few.mime).message["To"].addresses[0].display_name == "Участник 0"

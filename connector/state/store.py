@@ -241,6 +241,9 @@ class StateStore:
     def migrate(self) -> None:
         try:
             t.metadata.create_all(self.engine)
+            for table in t.metadata.sorted_tables:  # indexes added since a store was created
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
         except SQLAlchemyError as exc:
             raise StateUnavailable(detail=type(exc).__name__) from exc
         if self.get("schema_version") is None:
@@ -426,7 +429,8 @@ class StateStore:
             )
             .exists()
         )
-        query = select(m.c.id).where(due, ~blocked)
+        # the first term is the partial index's own condition, so the index can serve the query
+        query = select(m.c.id).where(m.c.status.in_(t.OPEN_STATUSES), due, ~blocked)
         if activity_id is not None:
             query = query.where(m.c.activity_id == str(activity_id))
         if message_ids is not None:

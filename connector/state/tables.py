@@ -99,7 +99,15 @@ messages = Table(
     Column("sent_at", UtcDateTime()),
 )
 Index("ix_messages_activity", messages.c.activity_id, messages.c.id)
-Index("ix_messages_due", messages.c.status, messages.c.next_attempt_at)
+#: the messages still to deliver, in planning order: a claim reads this small index from its
+#: start instead of sorting every due row (which made draining a large backlog quadratic)
+OPEN_STATUSES = ("pending", "sending", "failed")
+Index(
+    "ix_messages_open",
+    messages.c.id,
+    sqlite_where=messages.c.status.in_(OPEN_STATUSES),
+    postgresql_where=messages.c.status.in_(OPEN_STATUSES),
+)
 
 #: every delivery attempt of every message
 attempts = Table(
