@@ -13,21 +13,10 @@ import yaml
 from sqlalchemy import delete
 
 from mapping.errors import Refusal
-from tests.support.checkers import TEMPLATE_TAGS, html_tags, libical_verdicts
+from tests.support.checkers import MESSAGE_HEADERS, TEMPLATE_TAGS, html_tags, libical_verdicts
 from tests.support.world import World
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "corpus" / "crm_inputs.yaml").read_text("utf-8"))
-HEADERS = {
-    "from",
-    "to",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "content-class",
-    "x-mailer",
-    "content-type",
-}
 
 
 def apply(w: World, entry: dict[str, Any]) -> None:
@@ -77,7 +66,7 @@ def test_corpus_entry(world: World, entry: dict[str, Any]) -> None:
         names = {
             line.split(":", 1)[0].lower() for line in head.split("\r\n") if line[:1] not in " \t"
         }
-        assert names == HEADERS
+        assert names == MESSAGE_HEADERS
         assert not message.message.defects
         assert len(message.message["Subject"]) <= 260
         assert html_tags(message.html_body) <= TEMPLATE_TAGS

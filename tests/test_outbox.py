@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import event, insert
 
 from connector.config import DeliveryConfig
 from connector.delivery import Deliverer
 from connector.limits import MailboxLimiter
+from connector.state import tables as t
 from connector.state.store import StateConflict, StateStore
 from connector.transports.directory import DirectoryTransport
 from mapping.compose import Outgoing
@@ -165,6 +167,53 @@ def test_requeue_gives_parked_messages_a_fresh_budget(store: StateStore) -> None
     assert store.requeue(NOW, activity_id=activity) == 1
     (again,) = store.claim("w", NOW, 60)
     assert again.attempts == 1
+
+
+def test_a_claim_reads_only_the_open_messages_however_long_the_history(store: StateStore) -> None:
+    """The claim must be served by the partial index of open messages: scanning every
+    delivered message made each claim (and each idle sync cycle) grow with the message log."""
+    delivered = {
+        "activity_id": str(uuid4()),
+        "uid": "u@x",
+        "method": "REQUEST",
+        "sequence": 0,
+        "sender": "org@x.ru",
+        "sender_login": "Supervisor",
+        "recipients": "[]",
+        "message_id": "<m@x>",
+        "subject": "t",
+        "mime": b"m",
+        "origin": "sync",
+        "status": "sent",
+        "attempts": 1,
+        "next_attempt_at": NOW,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(t.messages), [{**delivered, "activity_id": str(uuid4())} for _ in range(5000)]
+        )
+        if store.postgres:
+            conn.exec_driver_sql("ANALYZE messages")
+    activity = uuid4()
+    (wanted,) = rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "manual", NOW)
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        (claimed,) = store.claim("w", NOW, 60)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    assert claimed.id == wanted
+    statement, parameters = next(s for s in statements if s[0].lstrip().startswith("SELECT"))
+    explain = "EXPLAIN " if store.postgres else "EXPLAIN QUERY PLAN "
+    with store.engine.connect() as conn:
+        plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + statement, parameters))
+    assert "ix_messages_open" in plan, plan
 
 
 def test_leases_are_exclusive_until_they_expire(store: StateStore) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -429,8 +430,14 @@ class StateStore:
             )
             .exists()
         )
-        # the first term is the partial index's own condition, so the index can serve the query
-        query = select(m.c.id).where(m.c.status.in_(t.OPEN_STATUSES), due, ~blocked)
+        # the first term is the partial index's own condition, with its values written into the
+        # SQL: a planner can only use a partial index when the query's condition implies the
+        # index's, and SQLite (and PostgreSQL's generic plans) cannot see that through bound
+        # parameters; otherwise every claim walks every delivered message
+        open_only = m.c.status.in_(
+            bindparam("open_statuses", t.OPEN_STATUSES, expanding=True, literal_execute=True)
+        )
+        query = select(m.c.id).where(open_only, due, ~blocked)
         if activity_id is not None:
             query = query.where(m.c.activity_id == str(activity_id))
         if message_ids is not None:

@@ -142,6 +142,20 @@ def assert_libical_accepts(texts: Sequence[str], *, empty_allowed: Sequence[str]
 
 
 #: the elements our HTML body template uses; CRM text must never add one
+# The top-level headers our invitations carry, no more, no less.
+MESSAGE_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-class",
+        "x-mailer",
+        "content-type",
+    }
+)
 TEMPLATE_TAGS = {"html", "head", "meta", "title", "body", "p", "strong", "table", "tr", "td", "br"}
 
 
