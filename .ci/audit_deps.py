@@ -50,8 +50,16 @@ def update_lock() -> int:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)  # noqa: S603
         report = Path(tmp) / "report.json"
         subprocess.run(  # noqa: S603 - our own venv's pip
-            [str(venv / "bin" / "pip"), "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--report", str(report), str(ROOT)],
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                str(ROOT),
+            ],
             check=True,
             stderr=subprocess.DEVNULL,
         )
@@ -74,9 +82,21 @@ def pip_audit() -> int | None:
     if tool is None:
         return None
     done = subprocess.run(  # noqa: S603 - pip-audit found on PATH
-        [tool, "-r", str(LOCK), "--no-deps", "--disable-pip", "--progress-spinner", "off",
-         "-f", "json"],
-        capture_output=True, text=True, check=False, timeout=600,
+        [
+            tool,
+            "-r",
+            str(LOCK),
+            "--no-deps",
+            "--disable-pip",
+            "--progress-spinner",
+            "off",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     try:
         result = json.loads(done.stdout)
