@@ -89,6 +89,9 @@ class StateConfig(_Section):
     #: encrypts the delegated-mode token caches in the state store (required by graph.mode
     #: delegated); at least 32 characters, e.g. ``openssl rand -base64 32``
     token_cache_key: SecretStr | None = None
+    #: the full reconcile empties the stored bytes (the MIME) of messages delivered or
+    #: superseded more than this many days ago; the message log rows stay. null keeps them
+    keep_message_bytes_days: int | None = Field(30, ge=1, le=36500)
 
     _url = field_validator("url")(_check_db_url)
 

@@ -60,6 +60,8 @@ class CycleReport:
     deliveries: list[DeliveryResult] = field(default_factory=list)
     seconds: float = 0.0
     queries: int = 0
+    #: messages whose stored bytes the full reconcile emptied (state.keep_message_bytes_days)
+    forgotten: int = 0
     #: activities already brought up to date in this cycle (each is looked at once)
     done: set[UUID] = field(default_factory=set, repr=False)
 
@@ -101,6 +103,9 @@ class SyncService:
             if full or due or watermark is None:
                 report.full = True
                 self._reconcile(report)
+                keep = self.config.state.keep_message_bytes_days
+                if keep is not None and not self.stop():
+                    report.forgotten = store.forget_message_bytes(now - timedelta(days=keep))
                 store.put(LAST_RECONCILE, now.isoformat())
             if watermark is None:
                 store.put(WATERMARK, now.isoformat())
@@ -110,7 +115,7 @@ class SyncService:
         store.put(LAST_CYCLE_SECONDS, f"{report.seconds:.6f}")
         log.info(
             "event=sync_cycle leader=%s full=%s rows=%d examined=%d updated=%d messages=%d "
-            "delivered=%d problems=%d skipped=%s seconds=%.3f",
+            "delivered=%d problems=%d skipped=%s forgotten=%d seconds=%.3f",
             report.leader,
             report.full,
             report.rows_seen,
@@ -120,6 +125,7 @@ class SyncService:
             sum(d.status == "sent" for d in report.deliveries),
             report.problems,
             ",".join(f"{k}:{v}" for k, v in sorted(report.skipped.items())) or "-",
+            report.forgotten,
             report.seconds,
         )
         return report

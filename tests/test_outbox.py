@@ -216,6 +216,36 @@ def test_a_claim_reads_only_the_open_messages_however_long_the_history(store: St
     assert "ix_messages_open" in plan, plan
 
 
+def test_only_finished_messages_lose_their_bytes(store: StateStore) -> None:
+    activity = uuid4()
+    ids = rec(
+        store,
+        a_state(activity),
+        [out(activity, 0, f"{name}@x.ru") for name in ("sent", "parked", "failed", "pending")],
+        "manual",
+        NOW,
+    )
+    for outcome in ("sent", "parked", "failed"):
+        (claimed,) = store.claim("w", NOW, 60)
+        store.finish(claimed.id, "w", status=outcome, now=NOW)
+    later = uuid4()
+    rec(store, a_state(later), [out(later, 0, "a@x.ru")], "manual", NOW)
+    (superseding,) = rec(store, a_state(later, 1), [out(later, 1, "a@x.ru")], "manual", NOW)
+    assert store.forget_message_bytes(NOW) == 0  # nothing finished before NOW
+    assert store.forget_message_bytes(NOW + timedelta(seconds=1)) == 2
+    bytes_left = {
+        m.status: bool(m.mime) for m in store.messages(ids=[*ids, superseding - 1, superseding])
+    }
+    assert bytes_left == {
+        "sent": False,
+        "superseded": False,
+        "parked": True,
+        "failed": True,
+        "pending": True,
+    }
+    assert store.forget_message_bytes(NOW + timedelta(days=1)) == 0
+
+
 def test_leases_are_exclusive_until_they_expire(store: StateStore) -> None:
     assert store.acquire_lease("poll", "a", NOW, 60)
     assert not store.acquire_lease("poll", "b", NOW + timedelta(seconds=30), 60)

@@ -231,3 +231,33 @@ def test_failed_update_is_retried_by_later_cycles(world: World) -> None:
     second = w.sync()
     assert [d.status for d in second.deliveries] == ["sent"]
     assert len(sent_after(w, before)) == 1
+
+
+def test_reconcile_drops_the_bytes_of_messages_delivered_long_ago(world: World) -> None:
+    w = world
+    started(w)
+    w.writer.update_activity(w.ex.meeting, location="Кабинет 505")
+    w.sync()
+    sent = w.app.store.messages(activity_id=w.ex.meeting)
+    assert len(sent) == 2 and all(m.status == "sent" and m.mime for m in sent)
+    w.clock.advance(days=29)
+    assert w.sync(full=True).forgotten == 0
+    w.clock.advance(days=2)
+    report = w.sync(full=True)
+    assert report.forgotten == 2
+    kept = w.app.store.messages(activity_id=w.ex.meeting)
+    # the log keeps every row and what it says; only the bytes are gone
+    assert [(m.id, m.method, m.sequence, m.status, m.recipients) for m in kept] == [
+        (m.id, m.method, m.sequence, m.status, m.recipients) for m in sent
+    ]
+    assert all(m.mime == b"" for m in kept)
+    assert w.sync(full=True).forgotten == 0
+
+
+def test_message_bytes_are_kept_when_retention_is_off(world: World) -> None:
+    w = world
+    w.reconfigure(state={"keep_message_bytes_days": None})
+    started(w)
+    w.clock.advance(days=400)
+    assert w.sync(full=True).forgotten == 0
+    assert all(m.mime for m in w.app.store.messages(activity_id=w.ex.meeting))

@@ -532,6 +532,22 @@ class StateStore:
                 )
             )
 
+    def forget_message_bytes(self, before: datetime) -> int:
+        """Empty the stored MIME of messages sent or superseded before ``before`` (nothing can
+        send them again); their log rows stay. Returns how many were emptied."""
+        m = t.messages
+        with self._tx() as conn:
+            result = conn.execute(
+                update(m)
+                .where(
+                    m.c.status.in_(("sent", "superseded")),
+                    m.c.updated_at < before,
+                    func.length(m.c.mime) > 0,
+                )
+                .values(mime=b"")
+            )
+        return int(result.rowcount)
+
     def requeue(
         self,
         now: datetime,
