@@ -181,16 +181,17 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
     if claims:
         lines += [
             "",
-            "Outbox claim + finish of one message against the number of messages due "
-            "(the deliverer's own cost per message, no transport):",
+            "Outbox claim + finish of one message against the number of messages due and of "
+            "messages already delivered before them (the deliverer's own cost per message, no "
+            "transport):",
             "",
-            "| state store | messages due | ms per message | messages/s |",
-            "| --- | ---: | ---: | ---: |",
+            "| state store | messages due | delivered before them | ms per message | messages/s |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         for c in claims:
             lines.append(
-                f"| {c['store']} | {c['backlog']:,} | {c['seconds_per_message'] * 1000:.1f} "
-                f"| {c['messages_per_second']:.0f} |"
+                f"| {c['store']} | {c['backlog']:,} | {c.get('history', 0):,} "
+                f"| {c['seconds_per_message'] * 1000:.1f} | {c['messages_per_second']:.0f} |"
             )
     ceiling = data.get("extra", {}).get("harness_ceiling_messages_per_second")
     if ceiling:

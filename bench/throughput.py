@@ -72,12 +72,17 @@ class Settings:
     backlogs: tuple[int, ...] = ()
     backlog_stores: tuple[str, ...] = ("sqlite",)
     backlog_seconds: float = 1.0
+    #: delivered messages already in the log, ahead of a backlog of 1,000 due (the log keeps
+    #: every message, so a claim must not read it)
+    histories: tuple[int, ...] = ()
 
 
 SETTINGS = {
     "smoke": Settings((1, 2), (0.0,), ("9",), 1.0, 0.5),
     # quick: shorter than one window, so only the first burst of each mailbox is measured
-    "quick": Settings((1, 10, 100), (0.0, 50.0, 300.0), ("9",), 2.0, 1.0, (1_000, 10_000)),
+    "quick": Settings(
+        (1, 10, 100), (0.0, 50.0, 300.0), ("9",), 2.0, 1.0, (1_000, 10_000), histories=(10_000,)
+    ),
     # full: just under two windows (two bursts and the wait between them)
     "full": Settings(
         (1, 10, 100),
@@ -88,6 +93,7 @@ SETTINGS = {
         (1_000, 10_000, 50_000),
         ("sqlite", "postgresql"),
         3.0,
+        (100_000,),
     ),
 }
 
@@ -184,11 +190,36 @@ def _mime_for(sender: str) -> bytes:
     ).mime
 
 
-def fill_outbox(store: Any, mimes: dict[str, bytes], per_mailbox: int) -> int:
-    """Pending messages, round-robin over the mailboxes, each of its own activity."""
+def fill_outbox(
+    store: Any, mimes: dict[str, bytes], per_mailbox: int, *, delivered: int = 0
+) -> int:
+    """Pending messages, round-robin over the mailboxes, each of its own activity, behind
+    ``delivered`` messages already sent (lower ids, as in a log that has run for a while)."""
     from connector.state import tables as t
 
     now = datetime.now(UTC) - timedelta(seconds=1)
+    history = [
+        {
+            "activity_id": str(uuid.uuid4()),
+            "uid": f"sent.{i}@{DOMAIN}",
+            "method": "REQUEST",
+            "sequence": 0,
+            "sender": f"sender0@{DOMAIN}",
+            "sender_login": "bench",
+            "recipients": '["participant.0@client0.ivanov.by"]',
+            "message_id": f"<sent.{i}@{DOMAIN}>",
+            "subject": "bench",
+            "mime": next(iter(mimes.values())),
+            "origin": "sync",
+            "status": "sent",
+            "attempts": 1,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "sent_at": now,
+        }
+        for i in range(delivered)
+    ]
     rows = []
     for i in range(per_mailbox):
         for sender, mime in mimes.items():
@@ -216,6 +247,8 @@ def fill_outbox(store: Any, mimes: dict[str, bytes], per_mailbox: int) -> int:
     with store.engine.begin() as conn:
         conn.execute(delete(t.attempts))
         conn.execute(delete(t.messages))
+        for i in range(0, len(history), 2000):
+            conn.execute(insert(t.messages), history[i : i + 2000])
         for i in range(0, len(rows), 2000):
             conn.execute(insert(t.messages), rows[i : i + 2000])
     return len(rows)
@@ -287,13 +320,14 @@ def deliver_for(app: Any, threads: int, window: float, seconds: float) -> dict[s
     }
 
 
-def claim_cost(url: str, backlog: int, seconds: float) -> dict[str, Any]:
-    """Seconds for one claim + finish of the outbox with ``backlog`` messages due."""
+def claim_cost(url: str, backlog: int, seconds: float, history: int = 0) -> dict[str, Any]:
+    """Seconds for one claim + finish of the outbox with ``backlog`` messages due behind
+    ``history`` delivered ones."""
     from connector.state.store import StateStore
 
     store = StateStore.from_url(url)
     try:
-        fill_outbox(store, {f"sender0@{DOMAIN}": b"x" * 6000}, backlog)
+        fill_outbox(store, {f"sender0@{DOMAIN}": b"x" * 6000}, backlog, delivered=history)
         if store.postgres:
             with store.engine.connect() as conn:
                 conn.exec_driver_sql("ANALYZE messages")
@@ -303,30 +337,39 @@ def claim_cost(url: str, backlog: int, seconds: float) -> dict[str, Any]:
         while time.perf_counter() - started < seconds:
             now = datetime.now(UTC)
             claimed = store.claim("bench", now, 300)
+            if not claimed:  # the whole backlog drained before the time was up
+                break
             store.finish(claimed[0].id, "bench", status="sent", now=now)
             done += 1
         per = (time.perf_counter() - started) / done
     finally:
         store.close()
-    return {"backlog": backlog, "seconds_per_message": per, "messages_per_second": 1 / per}
+    return {
+        "backlog": backlog,
+        "history": history,
+        "claimed": done,
+        "seconds_per_message": per,
+        "messages_per_second": 1 / per,
+    }
 
 
 def outbox_costs(settings: Settings, tmp: Path) -> list[dict[str, Any]]:
     from bench.common import temporary_database
 
     rows = []
+    cases = [(b, 0) for b in settings.backlogs] + [(1_000, h) for h in settings.histories]
     for kind in settings.backlog_stores:
-        for backlog in settings.backlogs:
+        for backlog, history in cases:
             if kind == "sqlite":
-                path = tmp / f"claim-{backlog}.db"
-                row = claim_cost(f"sqlite:///{path}", backlog, settings.backlog_seconds)
+                path = tmp / f"claim-{backlog}-{history}.db"
+                row = claim_cost(f"sqlite:///{path}", backlog, settings.backlog_seconds, history)
             else:
                 with temporary_database("claim") as url:
-                    row = claim_cost(url, backlog, settings.backlog_seconds)
+                    row = claim_cost(url, backlog, settings.backlog_seconds, history)
             row["store"] = kind
             rows.append(row)
             log(
-                f"throughput: outbox on {kind}, {backlog:,} due: "
+                f"throughput: outbox on {kind}, {backlog:,} due behind {history:,} sent: "
                 f"{row['seconds_per_message'] * 1000:.1f} ms per claim + finish"
             )
     return rows
@@ -457,6 +500,8 @@ def run(mode: str, out: Path) -> Run:
         result.extra["outbox_claim"] = outbox_costs(settings, tmp)
         for row in result.extra["outbox_claim"]:
             key = f"claim_ms_{row['store']}_{row['backlog']}"
+            if row["history"]:
+                key += f"_after_{row['history']}_sent"
             result.headline[key] = round(row["seconds_per_message"] * 1000, 2)
     return result
 
