@@ -206,7 +206,7 @@ class InvitationService:
     def draft(self, activity_id: UUID, login: str) -> Draft:
         user, meeting, state = self._checked(activity_id, login)
         sender = self.sender_for(user, state)
-        lines = tuple(candidates(meeting, user, sender.address))
+        lines = tuple(candidates(meeting, user, sender.address, _invited(state)))
         notices: list[Notice] = []
         if not meeting.location.strip():
             notices.append(Notice("warn_location_empty"))
@@ -278,7 +278,8 @@ class InvitationService:
             assert state is not None
             result = self._plan(meeting, state, (), sender, now, uid, cancelled=True)
         else:
-            selection = select(candidates(meeting, user, sender.address), recipients)
+            lines = candidates(meeting, user, sender.address, _invited(state))
+            selection = select(lines, recipients)
             skipped = selection.skipped
             if not selection.attendees:
                 raise Refusal("no_recipients")
@@ -369,3 +370,8 @@ class InvitationService:
             skipped=round_.skipped,
             dry_run=dry_run,
         )
+
+
+def _invited(state: InviteState | None) -> frozenset[str]:
+    """Who the last round invited: they stay selected by default (see ``candidates``)."""
+    return state.invited_keys() if state is not None else frozenset()

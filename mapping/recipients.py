@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -45,13 +45,20 @@ class Selection:
     skipped: tuple[Candidate, ...]
 
 
-def candidates(meeting: Meeting, user: CrmUser, organizer_address: str | None) -> list[Candidate]:
+def candidates(
+    meeting: Meeting,
+    user: CrmUser,
+    organizer_address: str | None,
+    invited: Collection[str] = frozenset(),
+) -> list[Candidate]:
     """The dialog's list: one line per participant contact, in the CRM's order.
 
     Default selection: every participant with a usable address except the current user (matched
     by contact), the organising mailbox itself and participants whose "InviteParticipant" flag
-    is off. Duplicate contacts are shown once; a second
-    contact with an address already listed is shown but cannot be selected.
+    is off; but a participant already invited (``invited``: lower-cased addresses of the last
+    round) stays selected, the current user included, because a re-send without them would
+    cancel their meeting. Duplicate contacts are shown once; a second contact with an address
+    already listed is shown but cannot be selected.
     """
     seen_contacts: set[UUID] = set()
     seen_addresses: set[str] = set()
@@ -81,7 +88,8 @@ def candidates(meeting: Meeting, user: CrmUser, organizer_address: str | None) -
                 raw_email=p.email,
                 problem=problem,
                 is_current_user=is_me,
-                selected=problem is None and not is_me and p.invite,
+                selected=problem is None
+                and ((not is_me and p.invite) or (email is not None and email.lower() in invited)),
             )
         )
     return result

@@ -256,6 +256,31 @@ def test_2_11_update_keeps_uid_raises_sequence_and_carries_new_values(any_world:
     assert_libical_accepts([first_msg.calendar_text, update.calendar_text])
 
 
+def test_2_11_a_participant_who_sends_the_update_stays_invited(world: World) -> None:
+    """The dialog leaves the current user unticked; a participant who was invited in an earlier
+    round and now presses the button must keep the meeting, not get a CANCEL for it."""
+    w = world
+    w.writer.add_participant(w.ex.meeting, w.ex.stas_contact)
+    w.writer.grant(w.ex.personal_mailbox, w.ex.stas, level=1)
+    assert "stas@ivanov.ru" in w.invite().recipients_sent()
+    draft = w.draft("Stas")
+    (stas_line,) = [c for c in draft.candidates if c.is_current_user]
+    assert stas_line.selected
+    w.writer.update_activity(w.ex.meeting, location="Кабинет 505")
+    update = w.invite("Stas")
+    assert update.sequence == 1
+    (message,) = w.sent()[1:]
+    assert message.method == "REQUEST"
+    assert sorted(message.attendees) == sorted([*PARTICIPANTS, "stas@ivanov.ru"])
+    # unticking oneself on purpose still withdraws one's own invitation
+    w.writer.update_activity(w.ex.meeting, location="Кабинет 606")
+    w.invite("Stas", recipients=PARTICIPANTS)
+    assert [(m.method, sorted(m.attendees)) for m in w.sent()[2:]] == [
+        ("REQUEST", sorted(PARTICIPANTS)),
+        ("CANCEL", ["stas@ivanov.ru"]),
+    ]
+
+
 def test_2_11_resend_without_change_sends_nothing(any_world: World) -> None:
     w = any_world
     w.invite()

@@ -46,6 +46,16 @@ def test_default_recipients_exclude_current_user() -> None:
     assert [c.email for c in lines if c.selected] == ["a@x.ru", "b@x.ru"]
 
 
+def test_already_invited_participants_stay_selected_the_current_user_too() -> None:
+    lines = candidates(
+        meeting(p("me@x.ru", contact=ME), p("a@x.ru", invite=False), p("b@x.ru"), p("c@x.ru")),
+        me(),
+        "org@x.ru",
+        invited={"me@x.ru", "a@x.ru"},
+    )
+    assert [c.email for c in lines if c.selected] == ["me@x.ru", "a@x.ru", "b@x.ru", "c@x.ru"]
+
+
 def test_participants_without_address_are_reported_not_dropped() -> None:
     lines = candidates(
         meeting(p(None, "Без почты"), p("not-an-address", "Кривой"), p("a@x.ru")), me(), None
