@@ -75,6 +75,11 @@ class _Stopped(Exception):
     """The service is stopping: no further try of this message in this run."""
 
 
+class _ClaimLost(Exception):
+    """The claim expired while this worker waited and another one took the message over:
+    sending now would make a second copy, so this worker lets it go."""
+
+
 class _StopWhen(stop_base):
     """Stop retrying when the run's time budget is spent or the service is stopping."""
 
@@ -177,7 +182,8 @@ class Deliverer:
             # the claim must outlast the wait, or the message could be claimed and sent by
             # another worker while this run is about to send it again
             until = self.clock() + timedelta(seconds=seconds + self.policy.claim_seconds)
-            self.store.extend_claim(message.id, self.worker, until)
+            if not self.store.extend_claim(message.id, self.worker, until):
+                raise _ClaimLost
             self._sleep(seconds)
             if self.stop():
                 raise _Stopped
@@ -192,6 +198,11 @@ class Deliverer:
         )
         try:
             receipt = retrying(self._attempt, message, envelope)
+        except _ClaimLost:
+            log.warning("event=claim_lost message=%s worker=%s", message.id, self.worker)
+            return DeliveryResult(
+                message.id, message.method, message.sequence, message.recipients, "lost"
+            )
         except _Stopped:
             log.info("event=retry_stopped message=%s reason=service_stopping", message.id)
             return self._failed(message, failures[-1])
@@ -229,9 +240,10 @@ class Deliverer:
 
     def _attempt(self, message: StoredMessage, envelope: Envelope) -> str:
         started = self.clock()
-        self.store.extend_claim(
+        if not self.store.extend_claim(
             message.id, self.worker, started + timedelta(seconds=self.policy.claim_seconds)
-        )
+        ):
+            raise _ClaimLost
         held = self.limiter.held_for(envelope.sender)
         if held > 0:  # a Retry-After of this mailbox is still running: nothing is sent
             raise TransientDeliveryError(
@@ -242,6 +254,11 @@ class Deliverer:
         crash_point("before_send")
         try:
             with self.limiter.slot(envelope.sender):
+                # the wait for a slot can outlast the claim (a full rate window is 60 s):
+                # send only if the message is still this worker's, with a fresh claim
+                until = self.clock() + timedelta(seconds=self.policy.claim_seconds)
+                if not self.store.extend_claim(message.id, self.worker, until):
+                    raise _ClaimLost
                 receipt = self.transport.send(envelope)
             crash_point("after_send")
         except DeliveryError as error:
@@ -265,6 +282,8 @@ class Deliverer:
                 error.status,
                 error.remote_code or error.code,
             )
+            raise
+        except _ClaimLost:
             raise
         except Exception as error:
             self.store.add_attempt(

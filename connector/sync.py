@@ -106,8 +106,10 @@ class SyncService:
                 keep = self.config.state.keep_message_bytes_days
                 if keep is not None and not self.stop():
                     report.forgotten = store.forget_message_bytes(now - timedelta(days=keep))
-                store.put(LAST_RECONCILE, now.isoformat())
-            if watermark is None:
+                # a reconcile cut short by a stop is not done: the next cycle does it again
+                if not self.stop():
+                    store.put(LAST_RECONCILE, now.isoformat())
+            if watermark is None and not self.stop():
                 store.put(WATERMARK, now.isoformat())
         report.deliveries = self.app.deliverer.drain(stop=self.stop)
         report.seconds = time.monotonic() - started
@@ -149,7 +151,10 @@ class SyncService:
                 self._process([i for i in ids if i in tracked], report)
                 if len(page) < self.config.crm.batch_size:
                     break
-        self.app.store.put(WATERMARK, newest.isoformat())
+        # a pass cut short by a stop leaves the watermark: the rows it did not read are read
+        # again next time (the ones it did are compared with the UID map, so nothing is resent)
+        if not self.stop():
+            self.app.store.put(WATERMARK, newest.isoformat())
 
     def _reconcile(self, report: CycleReport) -> None:
         after: str | None = None
@@ -166,8 +171,10 @@ class SyncService:
         if not batch:
             return
         report.done.update(batch)
-        meetings = self.app.crm.meetings(batch)
+        # the UID map first, then the CRM: the CRM view is then at least as new as the entry it
+        # is compared with; a round recorded in between makes ours conflict and re-plan
         states = self.app.store.states(batch)
+        meetings = self.app.crm.meetings(batch)
         report.queries += 2
         for activity_id in batch:
             state = states.get(activity_id)
@@ -189,10 +196,14 @@ class SyncService:
                 self._update_once(activity_id, meeting, state, report)
                 return
             except StateConflict:
+                # someone else recorded a round since we read: plan again from both the new
+                # entry and the CRM as it is now (the other round may carry a newer edit)
                 fresh = self.app.store.get_state(activity_id)
                 if fresh is None:
                     return
                 state = fresh
+                meeting = self.app.crm.meetings([activity_id]).get(activity_id)
+                report.queries += 1
         log.warning("event=sync_conflict activity=%s", activity_id)
 
     def _update_once(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -13,7 +14,7 @@ from connector.config import DeliveryConfig
 from connector.delivery import Deliverer
 from connector.limits import MailboxLimiter
 from connector.state import tables as t
-from connector.state.store import StateConflict, StateStore
+from connector.state.store import StateConflict, StateStore, StoredMessage
 from connector.transports.directory import DirectoryTransport
 from mapping.compose import Outgoing
 from mapping.model import Attendee, InviteState, Method, SenderKind, Snapshot
@@ -91,9 +92,11 @@ def test_messages_of_one_activity_are_claimed_in_order(store: StateStore) -> Non
     assert second.sequence == 1
 
 
-def test_a_failed_message_holds_back_later_ones_until_parked(store: StateStore) -> None:
+def test_a_failed_or_parked_message_holds_back_later_ones_until_delivered(
+    store: StateStore,
+) -> None:
     activity = uuid4()
-    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], origin="manual", now=NOW)
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru", "b@x.ru")], "manual", NOW)
     rec(store, a_state(activity, 1), [out(activity, 1, "b@x.ru")], origin="sync", now=NOW)
     (m,) = store.claim("w", NOW, 60)
     store.finish(m.id, "w", status="failed", now=NOW, next_attempt_at=NOW + timedelta(minutes=5))
@@ -101,8 +104,52 @@ def test_a_failed_message_holds_back_later_ones_until_parked(store: StateStore) 
     (again,) = store.claim("w", NOW + timedelta(minutes=5), 60)
     assert again.id == m.id and again.attempts == 2
     store.finish(m.id, "w", status="parked", now=NOW, error="gave up")
+    # a parked message still holds the meeting: sending the later one first would let a retry
+    # deliver the older message after it (a stale REQUEST after its CANCEL)
+    assert store.claim("w", NOW + timedelta(days=1), 60) == []
+    assert store.requeue(NOW) == 1
+    (first,) = store.claim("w", NOW, 60)
+    assert first.id == m.id
+    store.finish(first.id, "w", status="sent", now=NOW)
     (later,) = store.claim("w", NOW, 60)
     assert later.sequence == 1
+
+
+@pytest.mark.postgres
+def test_a_message_claimed_while_a_round_is_recorded_stays_in_flight(
+    pg_schema_url: tuple[str, str],
+) -> None:
+    """Another instance claims the older message between the round's read of what it
+    supersedes and its update: the message in flight must not become superseded, and the
+    newer one must wait for it (the per-meeting order)."""
+    _, url = pg_schema_url
+    store, other = StateStore.from_url(url), StateStore.from_url(url)
+    activity = uuid4()
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "manual", NOW)
+    taken: list[StoredMessage] = []
+
+    def claim_in_between(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not taken and statement.lstrip().startswith("SELECT messages.id, messages.recipients"):
+            worker = threading.Thread(target=lambda: taken.extend(other.claim("w2", NOW, 300)))
+            worker.start()
+            worker.join(10)
+
+    event.listen(store.engine, "after_cursor_execute", claim_in_between)
+    try:
+        rec(store, a_state(activity, 1), [out(activity, 1, "a@x.ru")], "sync", NOW)
+    finally:
+        event.remove(store.engine, "after_cursor_execute", claim_in_between)
+        store.close()
+    try:
+        assert [m.sequence for m in taken] == [0]
+        statuses = [(m.sequence, m.status) for m in other.messages(activity_id=activity)]
+        assert statuses == [(0, "sending"), (1, "pending")]
+        assert other.claim("w3", NOW, 300) == []
+        other.finish(taken[0].id, "w2", status="sent", now=NOW)
+        (newer,) = other.claim("w3", NOW, 300)
+        assert newer.sequence == 1
+    finally:
+        other.close()
 
 
 def test_a_round_planned_from_a_stale_state_is_rejected(store: StateStore) -> None:
@@ -217,31 +264,26 @@ def test_a_claim_reads_only_the_open_messages_however_long_the_history(store: St
 
 
 def test_only_finished_messages_lose_their_bytes(store: StateStore) -> None:
-    activity = uuid4()
-    ids = rec(
-        store,
-        a_state(activity),
-        [out(activity, 0, f"{name}@x.ru") for name in ("sent", "parked", "failed", "pending")],
-        "manual",
-        NOW,
-    )
-    for outcome in ("sent", "parked", "failed"):
-        (claimed,) = store.claim("w", NOW, 60)
-        store.finish(claimed.id, "w", status=outcome, now=NOW)
+    ids = {}
+    for outcome in ("sent", "parked", "failed", "pending"):
+        activity = uuid4()
+        (ids[outcome],) = rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "sync", NOW)
+        if outcome != "pending":
+            (claimed,) = store.claim("w", NOW, 60, message_ids=[ids[outcome]])
+            store.finish(claimed.id, "w", status=outcome, now=NOW)
     later = uuid4()
-    rec(store, a_state(later), [out(later, 0, "a@x.ru")], "manual", NOW)
-    (superseding,) = rec(store, a_state(later, 1), [out(later, 1, "a@x.ru")], "manual", NOW)
+    (old,) = rec(store, a_state(later), [out(later, 0, "a@x.ru")], "manual", NOW)
+    (ids["superseded"],) = rec(store, a_state(later, 1), [out(later, 1, "a@x.ru")], "sync", NOW)
+    ids["superseded"] = old
     assert store.forget_message_bytes(NOW) == 0  # nothing finished before NOW
     assert store.forget_message_bytes(NOW + timedelta(seconds=1)) == 2
-    bytes_left = {
-        m.status: bool(m.mime) for m in store.messages(ids=[*ids, superseding - 1, superseding])
-    }
-    assert bytes_left == {
-        "sent": False,
-        "superseded": False,
-        "parked": True,
-        "failed": True,
-        "pending": True,
+    kept = {m.id: (m.status, bool(m.mime)) for m in store.messages(ids=list(ids.values()))}
+    assert {name: kept[i] for name, i in ids.items()} == {
+        "sent": ("sent", False),
+        "superseded": ("superseded", False),
+        "parked": ("parked", True),
+        "failed": ("failed", True),
+        "pending": ("pending", True),
     }
     assert store.forget_message_bytes(NOW + timedelta(days=1)) == 0
 
@@ -334,3 +376,59 @@ def test_pressing_again_retries_what_was_parked(world: World) -> None:
     second = w.invite()  # nothing changed, but the parked message goes out now
     assert [d.status for d in second.deliveries] == ["sent"]
     assert len(failing.accepted) == 1 and failing.accepted[0].sequence == 0
+
+
+def test_a_cancel_planned_after_a_parked_request_waits_for_it(world: World) -> None:
+    """The first invitation is parked; the sync then cancels for a removed participant. The
+    CANCEL must not overtake the parked REQUEST: a retry would otherwise put the meeting back
+    into the calendar of the person it was just cancelled for."""
+    w = world
+    failing = Scripted([forbidden()])
+    w.app.deliverer.transport = failing
+    assert [d.status for d in w.invite().deliveries] == ["parked"]
+    w.clock.advance(minutes=1)
+    w.sync()
+    w.writer.remove_participant(w.ex.meeting, w.ex.dasha)
+    w.clock.advance(minutes=1)
+    report = w.sync(full=True)
+    assert report.messages == 1 and failing.accepted == []  # the CANCEL waits
+    w.clock.advance(minutes=1)
+    w.app.store.requeue(w.clock(), statuses=("parked", "failed"))  # what `connector retry` does
+    w.app.deliverer.drain()
+    assert [(e.method, e.sequence, sorted(e.recipients)) for e in failing.accepted] == [
+        ("REQUEST", 0, ["dasha@ivanov.by", "denis@ivanov.by", "liza@ivanov.by"]),
+        ("CANCEL", 1, ["dasha@ivanov.by"]),
+    ]
+
+
+def test_a_claim_that_expires_while_waiting_for_the_rate_window_is_let_go(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Worker A claims the second message and waits for the mailbox's rate window longer than
+    its claim; worker B takes the expired claim over. Only one of them may send it: A checks
+    its claim once it has a slot and lets the message go."""
+    store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    began = time.monotonic()
+
+    def fast_clock() -> datetime:  # claims run ten times faster than real time
+        return NOW + timedelta(seconds=(time.monotonic() - began) * 10)
+
+    for _ in range(2):
+        activity = uuid4()
+        rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "sync", NOW)
+    transport = Scripted()
+    limiter = MailboxLimiter(rate_per_minute=1, window_seconds=2.0)  # one message per 2 s
+    policy = DeliveryConfig(claim_seconds=5, retry_max_seconds=0)  # 0.5 s of real time
+    first = Deliverer(store, transport, limiter, policy, worker="A", clock=fast_clock)
+    second = first.with_worker("B")
+    results: dict[str, list[str]] = {}
+    a = threading.Thread(target=lambda: results.update(A=[r.status for r in first.drain()]))
+    a.start()
+    time.sleep(1.0)  # A sent the first message and waits for the window with the second
+    b = threading.Thread(target=lambda: results.update(B=[r.status for r in second.drain()]))
+    b.start()
+    a.join(20)
+    b.join(20)
+    store.close()
+    sent = [e.message_id for e in transport.accepted]
+    assert len(sent) == 2 and len(set(sent)) == 2, sent
+    outcomes = results["A"] + results["B"]
+    assert outcomes.count("sent") == 2 and set(outcomes) == {"sent", "lost"}, results

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from connector.crm.sample import MEETING_CATEGORY
+from connector.sync import WATERMARK, SyncService
 from mapping.crm_names import CANCELLED_STATUS
 from tests.support.world import World
 
@@ -261,3 +264,66 @@ def test_message_bytes_are_kept_when_retention_is_off(world: World) -> None:
     w.clock.advance(days=400)
     assert w.sync(full=True).forgotten == 0
     assert all(m.mime for m in w.app.store.messages(activity_id=w.ex.meeting))
+
+
+def test_a_round_recorded_meanwhile_is_replanned_from_the_crm_as_it_is_now(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync reads the meeting; before it records its round, the user moves the meeting
+    again and presses the button. The sync's round then conflicts and is planned again: from
+    the CRM as it is now, not from what it read, or it would undo the user's newer time."""
+    w = world
+    started(w)
+    moved = w.ex_start() + timedelta(hours=1)
+    w.writer.update_activity(w.ex.meeting, StartDate=moved, DueDate=moved + timedelta(hours=1))
+    w.clock.advance(seconds=10)
+    newest = w.ex_start() + timedelta(hours=5)
+    read_crm = w.app.crm.meetings
+    pressed: list[bool] = []
+
+    def read_then_user_acts(ids):  # type: ignore[no-untyped-def]
+        found = read_crm(ids)
+        if not pressed:
+            pressed.append(True)
+            w.writer.update_activity(
+                w.ex.meeting, StartDate=newest, DueDate=newest + timedelta(hours=1)
+            )
+            assert w.invite().delivered
+        return found
+
+    monkeypatch.setattr(w.app.crm, "meetings", read_then_user_acts)
+    w.sync()
+    monkeypatch.setattr(w.app.crm, "meetings", read_crm)
+    times = [(m.sequence, m.vevent.dtstart.value) for m in w.sent()]
+    assert times[-1][1] == newest, times
+    assert [s for s, _ in times] == sorted(s for s, _ in times)
+
+
+def test_a_cycle_stopped_midway_leaves_the_reconcile_and_the_watermark_to_the_next(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM arrives while the incremental pass reads participants, before the hourly
+    reconcile: neither the watermark nor the reconcile time may move, or a deleted activity
+    would wait another hour for its CANCEL and participant edits would be skipped."""
+    w = world
+    before = started(w)
+    watermark = w.app.store.get(WATERMARK)
+    w.writer.delete_activity(w.ex.meeting)
+    w.clock.advance(minutes=61)
+    stopping: list[bool] = []
+    read_participants = w.app.crm.changed_participants
+
+    def stop_arrives(*args, **kwargs):  # type: ignore[no-untyped-def]
+        stopping.append(True)
+        return read_participants(*args, **kwargs)
+
+    monkeypatch.setattr(w.app.crm, "changed_participants", stop_arrives)
+    stopped = SyncService(w.app, stop=lambda: bool(stopping)).cycle()
+    monkeypatch.setattr(w.app.crm, "changed_participants", read_participants)
+    assert stopped.full and len(w.envelopes()) == before
+    assert w.app.store.get(WATERMARK) == watermark
+    w.clock.advance(minutes=1)
+    report = w.sync()  # the restarted service
+    assert report.full
+    (cancel,) = w.sent()[before:]
+    assert cancel.method == "CANCEL"

@@ -42,7 +42,11 @@ from mapping.compose import Outgoing
 from mapping.errors import ConnectorError
 from mapping.model import Attendee, InviteState, SenderKind, Snapshot
 
-UNDELIVERED = ("pending", "sending", "failed")
+#: messages that hold back the later messages of their meeting: a parked message too, so a
+#: stale REQUEST retried later can never follow the CANCEL planned after it
+UNDELIVERED = ("pending", "sending", "failed", "parked")
+#: messages a newer round to the same people replaces
+SUPERSEDABLE = ("pending", "failed", "parked")
 
 
 class StateUnavailable(ConnectorError):
@@ -354,7 +358,7 @@ class StateStore:
                 older = conn.execute(
                     select(t.messages.c.id, t.messages.c.recipients).where(
                         t.messages.c.activity_id == key,
-                        t.messages.c.status.in_(("pending", "failed", "parked")),
+                        t.messages.c.status.in_(SUPERSEDABLE),
                     )
                 ).all()
                 stale = [
@@ -365,7 +369,9 @@ class StateStore:
                 if stale:
                     conn.execute(
                         update(t.messages)
-                        .where(t.messages.c.id.in_(stale))
+                        # the status again: another instance may have claimed one since the
+                        # read, and a message in flight must stay in the per-meeting order
+                        .where(t.messages.c.id.in_(stale), t.messages.c.status.in_(SUPERSEDABLE))
                         .values(status="superseded", updated_at=now)
                     )
             for o in outgoing:
@@ -497,14 +503,17 @@ class StateStore:
             )
         return bool(result.rowcount)
 
-    def extend_claim(self, message: int, worker: str, until: datetime) -> None:
+    def extend_claim(self, message: int, worker: str, until: datetime) -> bool:
+        """Move the claim's expiry; False when ``worker`` no longer holds the claim (it
+        expired and another worker took the message over, or it was finished)."""
         m = t.messages
         with self._tx() as conn:
-            conn.execute(
+            result = conn.execute(
                 update(m)
-                .where(m.c.id == message, m.c.claimed_by == worker)
+                .where(m.c.id == message, m.c.claimed_by == worker, m.c.status == "sending")
                 .values(claimed_until=until)
             )
+        return int(result.rowcount) == 1
 
     def add_attempt(
         self,
