@@ -313,9 +313,12 @@ class ApiConfig(_Section):
         value = [token for token in value if token.get_secret_value()]
         for index, token in enumerate(value):
             text = token.get_secret_value()
-            if len(text) < 16 or not text.isprintable() or " " in text:
+            # ASCII: HTTP header values reach the server as Latin-1, so any other character
+            # could never match
+            if len(text) < 16 or not (text.isascii() and text.isprintable()) or " " in text:
                 raise ValueError(
-                    f"token {index + 1} must be at least 16 printable characters without spaces"
+                    f"token {index + 1} must be at least 16 printable ASCII characters without "
+                    "spaces"
                 )
         return value
 

@@ -43,8 +43,24 @@ class Scrubber:
 SCRUBBER = Scrubber()
 
 
+#: what may not appear inside a logged value: it would end the line or start another field
+_UNSAFE = re.compile(r'[\x00-\x20\x7f="%]')
+
+
+def field_value(value: object) -> object:
+    """A value logged into ``key=%s``, made one safe token: whitespace, control characters,
+    ``=``, ``"`` and ``%`` are percent-encoded, so text from a request or the CRM cannot add a
+    field or a line (a forged log record). Numbers pass as they are."""
+    if isinstance(value, int | float) or value is None:
+        return value
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", SCRUBBER(str(value)))
+
+
 class ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            # scrubbed before encoding, so an encoded secret cannot slip past the scrubber
+            record.args = tuple(field_value(arg) for arg in record.args)
         message = record.getMessage()
         record.msg = SCRUBBER(message)
         record.args = None
@@ -71,8 +87,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         text = str(record.msg)
-        fields = dict(re.findall(r"(\w+)=(\S+)", text))
-        data.update(fields or {"msg": text})
+        fields = re.findall(r"(\w+)=(\S+)", text)
+        for key, value in fields:  # the first of a repeated key; never ts, level or logger
+            data.setdefault(key, value)
+        if not fields:
+            data["msg"] = text
         if record.exc_text:
             data["exc"] = record.exc_text
         return json.dumps(data, ensure_ascii=False)

@@ -375,11 +375,25 @@ class _Defaulting(dict[str, Any]):
 
 
 def normalise_language(value: str | None, default: str = "ru") -> str:
-    """Map 'ru-RU', 'en_US.UTF-8', 'ru,en;q=0.8' and the like to one of :data:`LANGUAGES`."""
+    """Map 'ru-RU', 'en_US.UTF-8', 'en;q=0.1, ru;q=0.9' and the like to one of
+    :data:`LANGUAGES`: the supported language with the highest quality value (the first
+    listed among equals); ``q=0`` means "not this one"."""
     if not value:
         return default
+    best: tuple[float, str] | None = None
     for part in value.replace("_", "-").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return tag
-    return default
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        language = tag.lower()[:2]
+        if language not in LANGUAGES:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, number = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(number)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and (best is None or quality > best[0]):
+            best = (quality, language)
+    return best[1] if best else default

@@ -22,7 +22,7 @@ from connector import __version__
 from connector.api import dialog, invitations, operations
 from connector.api.context import ApiContext, connector_error_json, error_json
 from connector.api.errors import status_of
-from connector.api.middleware import AccessLog
+from connector.api.middleware import DEFAULT_HEADERS, AccessLog
 from connector.api.pages import Pages
 from connector.api.security import (
     AuthGate,
@@ -150,7 +150,17 @@ def create_api(app: App, *, monotonic: Callable[[], float] = time.monotonic) -> 
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.error("event=api_crashed path=%s error=%s", request.url.path, type(exc).__name__)
-        return error_json(500, "unexpected", ctx.language(request), {"kind": type(exc).__name__})
+        language = ctx.language(request)
+        kind = {"kind": type(exc).__name__}
+        response = (
+            _page_error(ctx, language, 500, render("unexpected", language, kind))
+            if _is_page(request)
+            else error_json(500, "unexpected", language, kind)
+        )
+        # Starlette answers a crash outside the middleware stack: add the usual headers here
+        for name, value in DEFAULT_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     api.add_exception_handler(ConnectorError, on_connector_error)
     api.add_exception_handler(RequestValidationError, on_invalid_request)

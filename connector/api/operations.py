@@ -34,6 +34,12 @@ def healthz() -> HealthOut:
     return HealthOut(status="ok")
 
 
+@public.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    """For load balancers that probe with HEAD."""
+    return Response(status_code=200)
+
+
 def _probe(name: str, probe: Callable[[], Any], language: str) -> CheckOut:
     try:
         answer = probe()

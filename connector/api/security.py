@@ -170,7 +170,8 @@ class LinkSigner:
         return SignedLink(exp, self._sign(activity_id, login, exp))
 
     def verify(self, activity: str, login: str | None, exp: str | None, sig: str) -> Verdict:
-        if login is None or exp is None or not exp.isdigit() or len(exp) > 12:
+        # ASCII digits only: str.isdigit() also accepts '²' and the like, which int() refuses
+        if login is None or exp is None or not re.fullmatch(r"[0-9]{1,12}", exp):
             return "invalid"
         try:
             activity_id = UUID(activity)

@@ -3,8 +3,10 @@ signed dialog links, and secrets kept out of the logs."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from uuid import uuid4
 
 import pytest
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 from connector.api import create_api
 from connector.api.security import FailedAuthLimiter, LinkSigner, TokenCheck, bearer_token
 from connector.config import ApiConfig, parse_config
+from connector.logs import setup_logging
 from mapping.errors import ConfigError
 from tests.api.helpers import AUTH, SECOND_TOKEN, TOKEN
 from tests.support.world import World, base_config
@@ -320,3 +323,95 @@ def test_request_log_has_no_token_signature_or_query(
     assert "event=auth_failed client=testclient code=unauthorized" in text
     assert TOKEN not in text and sig not in text and "exp=" not in text
     assert "Встреча с клиентом" not in text  # no message content either
+
+
+@pytest.fixture
+def log_output() -> Iterator[Callable[[str], io.StringIO]]:
+    """The connector's own log handler writing to a buffer in a given format; logging is
+    restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def start(fmt: str) -> io.StringIO:
+        stream = io.StringIO()
+        setup_logging("INFO", fmt, [TOKEN], stream=stream)
+        return stream
+
+    yield start
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+FORGED = (
+    "/x%20event=auth_ok%0Ats=2030-01-01%20level=info%20logger=connector.api"
+    "%20event=http_request%20method=POST%20path=/activities/1/invitation%20status=200"
+)
+
+
+@pytest.mark.parametrize("fmt", ["kv", "json"])
+def test_a_forged_path_cannot_add_a_log_line_or_a_field(
+    client: TestClient, log_output: Callable[[str], io.StringIO], fmt: str
+) -> None:
+    stream = log_output(fmt)
+    assert client.get(FORGED).status_code == 401
+    lines = [line for line in stream.getvalue().splitlines() if "http_request" in line]
+    assert len(lines) == 1, lines
+    if fmt == "json":
+        record = json.loads(lines[0])
+        assert (record["method"], record["status"], record["logger"]) == (
+            "GET",
+            "401",
+            "connector.api",
+        )
+        assert record["ts"].startswith("20") and record["ts"] != "2030-01-01"
+        assert record["path"].startswith("/x%20event%3Dauth_ok%0Ats%3D2030-01-01")
+    else:
+        fields = lines[0].split(" ")
+        assert [f for f in fields if f.startswith(("event=", "method=", "status="))] == [
+            "event=http_request",
+            "method=GET",
+            "status=401",
+        ]
+
+
+def test_a_non_ascii_digit_in_a_link_is_an_invalid_link(
+    gated: TestClient, api_world: World
+) -> None:
+    url = f"/ui/activities/{api_world.ex.meeting}/invite"
+    for _ in range(5):
+        answer = gated.get(url, params={"user": "Supervisor", "exp": "²", "sig": "x"})
+        assert answer.status_code == 401 and answer.headers["content-type"].startswith("text/html")
+    assert gated.get("/readyz", headers=AUTH).status_code == 429  # counted as failures
+
+
+def test_an_unexpected_error_keeps_the_security_headers_and_the_page_form(
+    api_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api_world.app.service, "draft", broken)
+    meeting = api_world.ex.meeting
+    with TestClient(create_api(api_world.app), raise_server_exceptions=False) as client:
+        answer = client.get(f"/activities/{meeting}/invitation?user=Supervisor", headers=AUTH)
+        page = client.get(f"/ui/activities/{meeting}/invite?user=Supervisor", headers=AUTH)
+    assert answer.status_code == 500 and answer.json()["code"] == "unexpected"
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    for response in (answer, page):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert "boom" not in response.text
+
+
+def test_a_non_ascii_token_is_a_config_error(world: World) -> None:
+    data = base_config(world.crm, world.tmp, api={"tokens": ["токен-очень-секретный-123"]})
+    with pytest.raises(ConfigError) as error:
+        parse_config(data)
+    assert [path for path, _ in error.value.problems] == ["api.tokens"]
+
+
+def test_healthz_answers_head_for_load_balancers(client: TestClient) -> None:
+    assert client.head("/healthz").status_code == 200

@@ -365,3 +365,27 @@ def test_a_wrong_method_names_every_allowed_one(client: TestClient, api_world: W
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, POST"
     assert answer.json()["code"] == "http_405"
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("en", "en"),
+        ("ru-RU,ru;q=0.9,en;q=0.8", "ru"),
+        ("en;q=0.1, ru;q=0.9", "ru"),  # the quality decides, not the order
+        ("en-GB;q=0.8, de, ru;q=0.3", "en"),  # unsupported languages are passed over
+        ("en;q=0, ru;q=0.2", "ru"),  # q=0: not this one
+        ("en;q=0", "ru"),  # nothing acceptable: the default
+        ("fr, *;q=0.5", "ru"),
+    ],
+)
+def test_the_answer_language_follows_accept_language_qualities(
+    client: TestClient, api_world: World, header: str, language: str
+) -> None:
+    answer = client.get(
+        f"/activities/{api_world.ex.meeting}/invitation?user=Ghost",
+        headers={**AUTH, "Accept-Language": header},
+    )
+    assert answer.status_code == 404 and "Ghost" in answer.json()["message"]
+    russian = any("а" <= ch <= "я" for ch in answer.json()["message"].lower())
+    assert russian == (language == "ru"), answer.json()["message"]
