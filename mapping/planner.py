@@ -34,13 +34,16 @@ from mapping.model import (
     Sender,
     Snapshot,
 )
-from mapping.text import clean_block, clean_line
+from mapping.text import clean_block, clean_line, shorten
 
 TITLE_LIMIT = 255
 #: dates outside this range are refused (Outlook's own calendar ends in 4500)
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(4500, 1, 1, tzinfo=UTC)
 LOCATION_LIMIT = 255
+#: the notes appear four times in a message (text, HTML, the calendar part and invite.ics):
+#: capped so that a meeting with huge notes stays far below Graph's 4 MB request limit
+DESCRIPTION_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def snapshot_of(meeting: Meeting, *, include_notes: bool = False) -> Snapshot:
         start=meeting.start,
         end=meeting.end,
         location=clean_line(meeting.location, LOCATION_LIMIT),
-        description=clean_block(meeting.notes) if include_notes else "",
+        description=shorten(clean_block(meeting.notes), DESCRIPTION_LIMIT) if include_notes else "",
         cancelled=meeting.cancelled,
     )
 

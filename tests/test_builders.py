@@ -281,3 +281,34 @@ def test_large_messages_list_bare_addresses_in_to_but_name_everyone_in_the_calen
     }
     few = build(PlannedMessage(Method.REQUEST, 0, people[:50], people[:50]), state())
     assert parse_message(few.mime).message["To"].addresses[0].display_name == "Участник 0"
+
+
+def test_huge_notes_are_cut_so_the_message_stays_far_below_graphs_limit() -> None:
+    from mapping.model import Meeting
+
+    notes = "Повестка: обсуждение договора и сроков поставки. " * 6000  # 300,000 characters
+    meeting = Meeting(
+        activity_id=UUID(int=8),
+        title="Встреча",
+        start=SNAP.start,
+        end=SNAP.end,
+        location="Кабинет 404",
+        notes=notes,
+        status_id=None,
+        category_id=None,
+        category_name="",
+        invitation_enabled=True,
+        cancelled=False,
+    )
+    snap = snapshot_of(meeting, include_notes=True)
+    assert len(snap.description) == 20_000 and snap.description.endswith("…")
+    people = (Attendee("a@x.ru", "А"),)
+    built = build(
+        PlannedMessage(Method.REQUEST, 0, people, people),
+        state(snapshot=snap, organizer=Attendee("org@x.ru", "О"), invited=people, sequence=0),
+    )
+    # Graph takes the MIME base64-encoded, at most 4 MB a request
+    assert len(built.mime) * 4 / 3 < 1_000_000
+    parsed = parse_message(built.mime)
+    description = str(parsed.vevent.description.value)
+    assert "Повестка: обсуждение договора" in description and "…" in description
