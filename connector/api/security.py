@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import os
@@ -200,6 +201,20 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def limit_key(client: str) -> str:
+    """Whom the brake on failed attempts counts: the address, or for IPv6 its /64 network
+    (one host usually holds a whole /64 and could otherwise rotate addresses without end)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return client
+
+
 class Guard:
     """The decision of the gate for one request: None (let it through) or a :class:`Denial`."""
 
@@ -213,7 +228,7 @@ class Guard:
         if path in PUBLIC_PATHS:
             return None
         client = client_address(request.scope)
-        wait = self.limiter.blocked_for(client)
+        wait = self.limiter.blocked_for(limit_key(client))
         if wait > 0:
             seconds = math.ceil(wait)
             log.warning("event=auth_blocked client=%s retry_after=%d", client, seconds)
@@ -242,7 +257,7 @@ class Guard:
         return Denial(401, "unauthorized")
 
     def _failed(self, client: str, code: str) -> Denial:
-        self.limiter.failed(client)
+        self.limiter.failed(limit_key(client))
         log.warning("event=auth_failed client=%s code=%s", client, code)
         return Denial(401, code)
 

@@ -185,6 +185,20 @@ def test_the_brake_holds_one_client_only(api_world: World, ticker: Ticker) -> No
         assert crm.get("/readyz", headers=AUTH).status_code == 200
 
 
+def test_the_brake_counts_an_ipv6_client_by_its_64_network(
+    api_world: World, ticker: Ticker
+) -> None:
+    api = create_api(api_world.app, monotonic=ticker)
+    wrong = {"Authorization": "Bearer wrong-token-wrong-token"}
+    for host in range(1, 7):  # a new address of the same /64 for every try
+        with TestClient(api, client=(f"2001:db8:1:2::{host:x}", 5000)) as rotating:
+            rotating.get("/readyz", headers=wrong)
+    with TestClient(api, client=("2001:db8:1:2::ff", 5000)) as same_network:
+        assert same_network.get("/readyz", headers=AUTH).status_code == 429
+    with TestClient(api, client=("2001:db8:1:3::1", 5000)) as other_network:
+        assert other_network.get("/readyz", headers=AUTH).status_code == 200
+
+
 def test_requests_without_credentials_do_not_count_as_failures(gated: TestClient) -> None:
     for _ in range(20):
         assert gated.get("/readyz").status_code == 401
