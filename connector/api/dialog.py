@@ -148,9 +148,15 @@ def dialog_page(
 
 
 async def _read_form(request: Request) -> dict[str, list[str]]:
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise UsageError("invalid_request", detail="form too large")
+    # read in chunks and stop at the limit: a huge body is never held in memory
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise UsageError("invalid_request", detail="form too large")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if body and kind != "application/x-www-form-urlencoded":
         raise UsageError("invalid_request", detail="expected a form")

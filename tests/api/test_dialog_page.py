@@ -204,6 +204,20 @@ def test_the_form_rejects_other_content(client: TestClient, api_world: World) ->
     assert api_world.envelopes() == []
 
 
+def test_a_form_over_64_kib_is_refused(client: TestClient, api_world: World) -> None:
+    def body():  # type: ignore[no-untyped-def]
+        for _ in range(16):  # 1 MiB in 64 KiB chunks
+            yield b"recipient=" + b"x" * (64 * 1024 - 10)
+
+    page = client.post(
+        page_url(api_world.ex.meeting),
+        content=body(),
+        headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert page.status_code == 422
+    assert api_world.envelopes() == []
+
+
 @pytest.mark.parametrize(
     "data",
     [[("answer", "maybe")], [("answer", "yes"), ("answer", "no")], [("recipient", "x" * 321)]],
