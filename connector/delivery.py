@@ -233,6 +233,12 @@ class Deliverer:
             "sent" if kept else "lost",
         )
 
+    def _renew(self, message: StoredMessage) -> None:
+        """Keep this worker's claim on ``message`` alive; give the message up if it is lost."""
+        until = self.clock() + timedelta(seconds=self.policy.claim_seconds)
+        if not self.store.extend_claim(message.id, self.worker, until):
+            raise _ClaimLost
+
     def _sleep(self, seconds: float) -> None:
         self._count("retries")
         log.info("event=retry_wait seconds=%.2f", seconds)
@@ -253,12 +259,14 @@ class Deliverer:
             )
         crash_point("before_send")
         try:
-            with self.limiter.slot(envelope.sender):
-                # the wait for a slot can outlast the claim (a full rate window is 60 s):
-                # send only if the message is still this worker's, with a fresh claim
-                until = self.clock() + timedelta(seconds=self.policy.claim_seconds)
-                if not self.store.extend_claim(message.id, self.worker, until):
-                    raise _ClaimLost
+            # the wait for a slot can outlast the claim (a full rate window is 60 s): the claim
+            # is renewed while waiting, and checked once more before the send
+            with self.limiter.slot(
+                envelope.sender,
+                heartbeat=lambda: self._renew(message),
+                heartbeat_seconds=max(self.policy.claim_seconds / 3, 1.0),
+            ):
+                self._renew(message)
                 receipt = self.transport.send(envelope)
             crash_point("after_send")
         except DeliveryError as error:

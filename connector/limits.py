@@ -54,10 +54,21 @@ class MailboxLimiter:
         return ended
 
     @contextmanager
-    def slot(self, mailbox: str) -> Iterator[None]:
-        """Hold one of the mailbox's concurrent slots and one unit of its per-window rate."""
+    def slot(
+        self,
+        mailbox: str,
+        *,
+        heartbeat: Callable[[], None] | None = None,
+        heartbeat_seconds: float = 60.0,
+    ) -> Iterator[None]:
+        """Hold one of the mailbox's concurrent slots and one unit of its per-window rate.
+
+        While it waits, ``heartbeat`` is called every ``heartbeat_seconds`` (without the lock):
+        the caller keeps what it holds alive (a message's claim), or raises to give up.
+        """
         key = mailbox.lower()
         started = self.clock()
+        beat = started
         logged = False
         with self._lock:
             while True:
@@ -80,7 +91,16 @@ class MailboxLimiter:
                     logged = True
                 # the oldest charge leaves the window then; a request ending notifies earlier
                 timeout = ended[0] + self.window - now if full and ended else 1.0
+                if heartbeat is not None:
+                    timeout = min(timeout, beat + heartbeat_seconds - now)
                 self._lock.wait(timeout=max(timeout, 0.001))
+                if heartbeat is not None and self.clock() >= beat + heartbeat_seconds:
+                    self._lock.release()
+                    try:
+                        heartbeat()
+                    finally:
+                        self._lock.acquire()
+                    beat = self.clock()
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
         if logged:
             log.info("event=limit_waited mailbox=%s seconds=%.3f", key, self.clock() - started)

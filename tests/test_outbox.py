@@ -401,34 +401,49 @@ def test_a_cancel_planned_after_a_parked_request_waits_for_it(world: World) -> N
     ]
 
 
-def test_a_claim_that_expires_while_waiting_for_the_rate_window_is_let_go(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Worker A claims the second message and waits for the mailbox's rate window longer than
-    its claim; worker B takes the expired claim over. Only one of them may send it: A checks
-    its claim once it has a slot and lets the message go."""
+def test_a_worker_waiting_for_the_rate_window_keeps_its_claim(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Worker A sends one message and waits for the mailbox's rate window (7 s) with the next
+    one claimed, longer than a claim lasts (5 s). A renews its claim while it waits, so worker B,
+    starting meanwhile, finds nothing to take over: each message is sent once, by A."""
     store = StateStore.from_url(f"sqlite:///{tmp_path / 'state.db'}")
-    began = time.monotonic()
-
-    def fast_clock() -> datetime:  # claims run ten times faster than real time
-        return NOW + timedelta(seconds=(time.monotonic() - began) * 10)
-
     for _ in range(2):
         activity = uuid4()
         rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "sync", NOW)
     transport = Scripted()
-    limiter = MailboxLimiter(rate_per_minute=1, window_seconds=2.0)  # one message per 2 s
-    policy = DeliveryConfig(claim_seconds=5, retry_max_seconds=0)  # 0.5 s of real time
-    first = Deliverer(store, transport, limiter, policy, worker="A", clock=fast_clock)
+    limiter = MailboxLimiter(rate_per_minute=1, window_seconds=7.0)  # one message per 7 s
+    policy = DeliveryConfig(claim_seconds=5, retry_max_seconds=0)
+
+    began = time.monotonic()
+
+    def clock() -> datetime:  # the test's NOW, running at real speed
+        return NOW + timedelta(seconds=time.monotonic() - began)
+
+    first = Deliverer(store, transport, limiter, policy, worker="A", clock=clock)
     second = first.with_worker("B")
     results: dict[str, list[str]] = {}
     a = threading.Thread(target=lambda: results.update(A=[r.status for r in first.drain()]))
     a.start()
-    time.sleep(1.0)  # A sent the first message and waits for the window with the second
-    b = threading.Thread(target=lambda: results.update(B=[r.status for r in second.drain()]))
-    b.start()
+    time.sleep(5.5)  # A's first claim on the second message would have expired by now
+    results["B"] = [r.status for r in second.drain()]
     a.join(20)
-    b.join(20)
     store.close()
     sent = [e.message_id for e in transport.accepted]
     assert len(sent) == 2 and len(set(sent)) == 2, sent
-    outcomes = results["A"] + results["B"]
-    assert outcomes.count("sent") == 2 and set(outcomes) == {"sent", "lost"}, results
+    assert results == {"A": ["sent", "sent"], "B": []}, results
+
+
+def test_a_worker_whose_claim_was_taken_over_does_not_send(store: StateStore) -> None:
+    """A's claim expired (a long pause) and B took the message over: A, resuming, must not send
+    a second copy."""
+    activity = uuid4()
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "sync", NOW)
+    clock = Clock(NOW)
+    transport = Scripted()
+    a = deliverer(store, transport, clock)
+    b = a.with_worker("B")
+    (mine,) = store.claim(a.worker, clock(), 60)
+    clock.advance(seconds=61)
+    (taken,) = store.claim(b.worker, clock(), 60)
+    assert taken.id == mine.id
+    assert a.deliver(mine).status == "lost" and transport.accepted == []
+    assert b.deliver(taken).status == "sent" and len(transport.accepted) == 1
