@@ -22,7 +22,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.app import App
-from connector.sync import SyncService
+from connector.sync import POLLER_LEASE, SyncService
 
 log = logging.getLogger("connector.runner")
 
@@ -96,7 +96,7 @@ class Runner:
         self.stopping.set()
         log.info("event=service_stopping")
         self.scheduler.shutdown(wait=True)
-        self.app.store.release_lease("sync.poller", self.app.worker)
+        self.app.store.release_lease(POLLER_LEASE, self.app.worker)
         log.info("event=service_stopped cycles=%d failures=%d", self.cycles, self.failures)
 
 

@@ -99,6 +99,9 @@ def test_sync_runs_one_cycle(deployment, tmp_path) -> None:  # type: ignore[no-u
     assert done.returncode == 0, done.stderr
     assert "updated=1 messages=1 sent=1" in done.stdout
     assert "updated=0 messages=0" in run_cli("--config", str(cfg), "sync").stdout
+    # the next run (cron, a minute later) leads again: it sees the next edit at once
+    writer.update_activity(ex.meeting, location="Кабинет 606")
+    assert "updated=1 messages=1 sent=1" in run_cli("--config", str(cfg), "sync").stdout
 
 
 def test_retry_requeues_parked_messages(deployment, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -119,3 +122,34 @@ def test_retry_requeues_parked_messages(deployment, tmp_path) -> None:  # type: 
     cfg.write_text(yaml.safe_dump(data))
     done = run_cli("--config", str(cfg), "retry", str(ex.meeting))
     assert done.returncode == 0 and "requeued=1 sent=1" in done.stdout
+
+
+def test_discard_gives_up_a_parked_message_and_lets_the_meeting_move_on(
+    deployment, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    cfg, writer, ex = deployment
+    import yaml
+
+    data = yaml.safe_load(cfg.read_text())
+    outbox = data["directory"]["path"]
+    data["directory"]["path"] = str(tmp_path / "not-a-folder" / "outbox")
+    (tmp_path / "not-a-folder").write_text("a file where a folder should be")
+    data["delivery"].update({"max_attempts": 1, "retry_max_seconds": 0})
+    cfg.write_text(yaml.safe_dump(data))
+    writer.update_activity(ex.meeting, location="Кабинет 505")
+    assert run_cli("--config", str(cfg), "sync").returncode == 4  # the update is parked
+    data["directory"]["path"] = outbox
+    cfg.write_text(yaml.safe_dump(data))
+    writer.remove_participant(ex.meeting, ex.dasha)
+    assert run_cli("--config", str(cfg), "sync", "--full").returncode == 0
+    log = json.loads(run_cli("--config", str(cfg), "status", str(ex.meeting), "--json").stdout)
+    states = {m["method"]: (m["id"], m["status"]) for m in log["messages"][1:]}
+    (parked, _), (held, waiting) = states["REQUEST"], states["CANCEL"]
+    assert states["REQUEST"][1] == "parked" and waiting == "pending"  # held behind it
+    done = run_cli("--config", str(cfg), "discard", str(parked), "999999")
+    assert done.returncode == 2, done.stderr
+    assert f"discarded={parked} not_parked_or_failed=999999" in done.stdout
+    log = json.loads(run_cli("--config", str(cfg), "status", str(ex.meeting), "--json").stdout)
+    assert {m["id"]: m["status"] for m in log["messages"]}[held] == "sent"
+    methods = sorted(parse_eml(p).method for p in Path(outbox).glob("*.eml"))
+    assert methods == ["CANCEL", "REQUEST"]  # the first invitation and the CANCEL, no update

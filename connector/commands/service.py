@@ -21,6 +21,13 @@ def register(commands: Any) -> None:
     retry.add_argument("activity", nargs="?", type=parse_uuid, metavar="ACTIVITY_ID")
     retry.set_defaults(handler=run_retry)
 
+    discard = commands.add_parser(
+        "discard",
+        help="give up parked messages for good, so the later messages of their meeting can go",
+    )
+    discard.add_argument("messages", nargs="+", type=int, metavar="MESSAGE_ID")
+    discard.set_defaults(handler=run_discard)
+
 
 def run_service(args: argparse.Namespace, ctx: Context) -> int:
     from connector.runner import Runner, wait_for_signal
@@ -52,13 +59,16 @@ def run_service(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_sync(args: argparse.Namespace, ctx: Context) -> int:
-    from connector.sync import SyncService
+    from connector.sync import POLLER_LEASE, SyncService
 
     lock = InstanceLock(ctx.config.state.url)
     lock.acquire()
     try:
         report = SyncService(ctx.app).cycle(full=args.full)
     finally:
+        # one cycle and out: the next `connector sync` (cron) is another process and must be
+        # able to lead at once, not wait for this one's lease to expire
+        ctx.app.store.release_lease(POLLER_LEASE, ctx.app.worker)
         lock.release()
     sent = sum(d.status == "sent" for d in report.deliveries)
     failed = [d for d in report.deliveries if d.status != "sent"]
@@ -79,3 +89,16 @@ def run_retry(args: argparse.Namespace, ctx: Context) -> int:
     sent = sum(r.status == "sent" for r in results)
     ctx.print(f"requeued={count} sent={sent} failed={len(results) - sent}")
     return 4 if sent < len(results) else 0
+
+
+def run_discard(args: argparse.Namespace, ctx: Context) -> int:
+    app = ctx.app
+    done = app.store.discard(args.messages, app.clock())
+    left = sorted(set(args.messages) - set(done))
+    ctx.print(
+        f"discarded={','.join(map(str, done)) or '-'} "
+        f"not_parked_or_failed={','.join(map(str, left)) or '-'}"
+    )
+    if done:
+        app.deliverer.drain()  # what the discarded messages held back can go now
+    return 0 if len(done) == len(set(args.messages)) else 2

@@ -549,13 +549,33 @@ class StateStore:
             result = conn.execute(
                 update(m)
                 .where(
-                    m.c.status.in_(("sent", "superseded")),
+                    m.c.status.in_(("sent", "superseded", "discarded")),
                     m.c.updated_at < before,
                     func.length(m.c.mime) > 0,
                 )
                 .values(mime=b"")
             )
         return int(result.rowcount)
+
+    def discard(self, message_ids: Sequence[int], now: datetime) -> list[int]:
+        """Give up parked or failed messages for good, so the later messages of their meeting
+        can go; returns the ids discarded (others are left as they are)."""
+        m = t.messages
+        with self._tx() as conn:
+            found = list(
+                conn.execute(
+                    select(m.c.id).where(
+                        m.c.id.in_(list(message_ids)), m.c.status.in_(("parked", "failed"))
+                    )
+                ).scalars()
+            )
+            if found:
+                conn.execute(
+                    update(m)
+                    .where(m.c.id.in_(found), m.c.status.in_(("parked", "failed")))
+                    .values(status="discarded", updated_at=now)
+                )
+        return sorted(found)
 
     def requeue(
         self,

@@ -86,7 +86,8 @@ messages = Table(
     Column("subject", Text, nullable=False),
     Column("mime", LargeBinary, nullable=False),
     Column("origin", String(16), nullable=False),  # manual | sync | retry
-    # pending -> sending -> sent | failed (retry later) | parked (gave up) | superseded
+    # pending -> sending -> sent | failed (retry later) | parked (gave up) | superseded;
+    # parked or failed -> discarded (``connector discard``: an admin gave the message up)
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime(), nullable=False),
