@@ -23,7 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mapping.compose import Outgoing, compose
-from mapping.model import Attendee, InviteState, Method, PlannedMessage, SenderKind, Snapshot
+from mapping.model import (
+    Attendee,
+    InviteState,
+    Meeting,
+    Method,
+    PlannedMessage,
+    SenderKind,
+    Snapshot,
+)
 from mapping.planner import snapshot_of
 from tests.support.checkers import assert_libical_accepts, libical_verdicts, parse_message
 
@@ -43,6 +51,23 @@ SNAP = Snapshot(
     "Кабинет 505",
     "",
 )
+
+
+def meeting_with(title: str, place: str, notes: str, number: int = 7) -> Meeting:
+    """A meeting at SNAP's time with the given CRM texts."""
+    return Meeting(
+        activity_id=UUID(int=number),
+        title=title,
+        start=SNAP.start,
+        end=SNAP.end,
+        location=place,
+        notes=notes,
+        status_id=None,
+        category_id=None,
+        category_name="",
+        invitation_enabled=True,
+        cancelled=False,
+    )
 
 
 def state(**kw: object) -> InviteState:
@@ -194,22 +219,7 @@ hostile_text = st.text(
 def test_hostile_crm_text_gives_a_safe_parseable_invitation(
     title: str, place: str, name: str, notes: str
 ) -> None:
-    from mapping.model import Meeting
-
-    meeting = Meeting(
-        activity_id=UUID(int=7),
-        title=title,
-        start=SNAP.start,
-        end=SNAP.end,
-        location=place,
-        notes=notes,
-        status_id=None,
-        category_id=None,
-        category_name="",
-        invitation_enabled=True,
-        cancelled=False,
-    )
-    snap = snapshot_of(meeting, include_notes=True)
+    snap = snapshot_of(meeting_with(title, place, notes), include_notes=True)
     people = (Attendee("a@x.ru", name), Attendee("b@x.ru", "Б"))
     built = build(
         PlannedMessage(Method.REQUEST, 0, people, people),
@@ -284,23 +294,8 @@ def test_large_messages_list_bare_addresses_in_to_but_name_everyone_in_the_calen
 
 
 def test_huge_notes_are_cut_so_the_message_stays_far_below_graphs_limit() -> None:
-    from mapping.model import Meeting
-
     notes = "Повестка: обсуждение договора и сроков поставки. " * 6000  # 300,000 characters
-    meeting = Meeting(
-        activity_id=UUID(int=8),
-        title="Встреча",
-        start=SNAP.start,
-        end=SNAP.end,
-        location="Кабинет 404",
-        notes=notes,
-        status_id=None,
-        category_id=None,
-        category_name="",
-        invitation_enabled=True,
-        cancelled=False,
-    )
-    snap = snapshot_of(meeting, include_notes=True)
+    snap = snapshot_of(meeting_with("Встреча", "Кабинет 404", notes, 8), include_notes=True)
     assert len(snap.description) == 20_000 and snap.description.endswith("…")
     people = (Attendee("a@x.ru", "А"),)
     built = build(
