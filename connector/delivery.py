@@ -196,8 +196,9 @@ class Deliverer:
             sleep=wait,
             reraise=True,
         )
+        tried: list[bool] = []  # whether this run reached the transport at all
         try:
-            receipt = retrying(self._attempt, message, envelope)
+            receipt = retrying(self._attempt, message, envelope, tried)
         except _ClaimLost:
             log.warning("event=claim_lost message=%s worker=%s", message.id, self.worker)
             return DeliveryResult(
@@ -205,9 +206,9 @@ class Deliverer:
             )
         except _Stopped:
             log.info("event=retry_stopped message=%s reason=service_stopping", message.id)
-            return self._failed(message, failures[-1])
+            return self._failed(message, failures[-1], tried=bool(tried))
         except TransientDeliveryError as error:
-            return self._failed(message, error)
+            return self._failed(message, error, tried=bool(tried))
         except PermanentDeliveryError as error:
             return self._park(message, error)
         except DeliveryError as error:  # neither kind: treat as transient
@@ -244,7 +245,7 @@ class Deliverer:
         log.info("event=retry_wait seconds=%.2f", seconds)
         self.sleep(seconds)
 
-    def _attempt(self, message: StoredMessage, envelope: Envelope) -> str:
+    def _attempt(self, message: StoredMessage, envelope: Envelope, tried: list[bool]) -> str:
         started = self.clock()
         if not self.store.extend_claim(
             message.id, self.worker, started + timedelta(seconds=self.policy.claim_seconds)
@@ -267,6 +268,7 @@ class Deliverer:
                 heartbeat_seconds=max(self.policy.claim_seconds / 3, 1.0),
             ):
                 self._renew(message)
+                tried.append(True)
                 receipt = self.transport.send(envelope)
             crash_point("after_send")
         except DeliveryError as error:
@@ -315,8 +317,13 @@ class Deliverer:
         )
         return receipt
 
-    def _failed(self, message: StoredMessage, error: DeliveryError) -> DeliveryResult:
-        if message.attempts >= self.policy.max_attempts:
+    def _failed(
+        self, message: StoredMessage, error: DeliveryError, *, tried: bool = True
+    ) -> DeliveryResult:
+        """Back to the queue for later; parked once the attempts are used up. A run that never
+        reached the transport (the mailbox was held by a server's Retry-After all along) does
+        not use up an attempt: a long 429 storm must not park a message nobody tried."""
+        if tried and message.attempts >= self.policy.max_attempts:
             return self._park(message, error)
         now = self.clock()
         delay = min(
@@ -333,6 +340,7 @@ class Deliverer:
             error=error.detail or error.code,
             error_code=error.remote_code or error.code,
             next_attempt_at=now + timedelta(seconds=delay),
+            refund_attempt=not tried,
         )
         self._count("failed")
         log.warning(

@@ -447,3 +447,29 @@ def test_a_worker_whose_claim_was_taken_over_does_not_send(store: StateStore) ->
     assert taken.id == mine.id
     assert a.deliver(mine).status == "lost" and transport.accepted == []
     assert b.deliver(taken).status == "sent" and len(transport.accepted) == 1
+
+
+def test_a_run_that_never_reached_the_server_does_not_use_up_an_attempt(
+    store: StateStore,
+) -> None:
+    """The mailbox is held by a server's Retry-After (another message got a 429): claiming the
+    message and putting it back must not count as a try, or a long storm would park messages
+    nobody tried (and a parked message holds its meeting)."""
+    activity = uuid4()
+    rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "sync", NOW)
+    clock = Clock(NOW)
+    transport = Scripted()
+    d = deliverer(store, transport, clock, max_attempts=1)
+    held_for = 600.0
+    d.limiter.hold("org@x.ru", held_for)
+    for _ in range(3):
+        (result,) = d.drain()
+        assert result.status == "failed" and transport.accepted == []
+        (message,) = store.messages(activity_id=activity)
+        assert (message.status, message.attempts) == ("failed", 0)
+        assert message.next_attempt_at >= clock() + timedelta(seconds=held_for - 1)
+        clock.advance(seconds=1)
+        store.requeue(clock(), statuses=("failed",))  # come back at once, still held
+    d.limiter = MailboxLimiter()
+    (result,) = d.drain()
+    assert result.status == "sent" and len(transport.accepted) == 1

@@ -479,8 +479,10 @@ class StateStore:
         error: str | None = None,
         error_code: str | None = None,
         next_attempt_at: datetime | None = None,
+        refund_attempt: bool = False,
     ) -> bool:
-        """Mark the result of a claimed message. False if the claim was lost meanwhile."""
+        """Mark the result of a claimed message. False if the claim was lost meanwhile.
+        ``refund_attempt``: the claim did not reach the transport, so it does not count."""
         assert status in ("sent", "failed", "parked")
         m = t.messages
         values: dict[str, Any] = {
@@ -495,6 +497,8 @@ class StateStore:
             values["sent_at"] = now
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
+        if refund_attempt:
+            values["attempts"] = m.c.attempts - 1
         with self._tx() as conn:
             result = conn.execute(
                 update(m)
