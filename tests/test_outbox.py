@@ -473,3 +473,33 @@ def test_a_run_that_never_reached_the_server_does_not_use_up_an_attempt(
     d.limiter = MailboxLimiter()
     (result,) = d.drain()
     assert result.status == "sent" and len(transport.accepted) == 1
+
+
+@pytest.mark.postgres
+def test_discard_and_a_concurrent_retry_do_not_both_win(pg_schema_url: tuple[str, str]) -> None:
+    """Another instance re-queues the parked message while `discard` is deciding: the message
+    ends either discarded (and reported so) or re-queued (and not reported), never both."""
+    _, url = pg_schema_url
+    store, other = StateStore.from_url(url), StateStore.from_url(url)
+    activity = uuid4()
+    (parked,) = rec(store, a_state(activity), [out(activity, 0, "a@x.ru")], "manual", NOW)
+    (claimed,) = store.claim("w", NOW, 60)
+    store.finish(claimed.id, "w", status="parked", now=NOW, error="refused")
+    requeued: list[int] = []
+    retry = threading.Thread(target=lambda: requeued.append(other.requeue(NOW)))
+
+    def retry_in_between(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not retry.is_alive() and not requeued and statement.lstrip().startswith("SELECT"):
+            retry.start()
+            retry.join(1.0)  # it waits for the row discard holds
+
+    event.listen(store.engine, "after_cursor_execute", retry_in_between)
+    try:
+        reported = store.discard([parked], NOW)
+    finally:
+        event.remove(store.engine, "after_cursor_execute", retry_in_between)
+        store.close()
+    retry.join(10)
+    (message,) = other.messages(ids=[parked])
+    other.close()
+    assert (reported, message.status, requeued) == ([parked], "discarded", [0])

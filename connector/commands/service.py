@@ -71,7 +71,8 @@ def run_sync(args: argparse.Namespace, ctx: Context) -> int:
         ctx.app.store.release_lease(POLLER_LEASE, ctx.app.worker)
         lock.release()
     sent = sum(d.status == "sent" for d in report.deliveries)
-    failed = [d for d in report.deliveries if d.status != "sent"]
+    # "lost": another worker took the message over and sends it; not a failure of this run
+    failed = [d for d in report.deliveries if d.status not in ("sent", "lost")]
     ctx.print(
         f"examined={report.examined} updated={report.updated} messages={report.messages} "
         f"sent={sent} failed={len(failed)} problems={report.problems} "
@@ -87,8 +88,9 @@ def run_retry(args: argparse.Namespace, ctx: Context) -> int:
         app.deliverer.deliver_activity(args.activity) if args.activity else app.deliverer.drain()
     )
     sent = sum(r.status == "sent" for r in results)
-    ctx.print(f"requeued={count} sent={sent} failed={len(results) - sent}")
-    return 4 if sent < len(results) else 0
+    failed = sum(r.status not in ("sent", "lost") for r in results)
+    ctx.print(f"requeued={count} sent={sent} failed={failed}")
+    return 4 if failed else 0
 
 
 def run_discard(args: argparse.Namespace, ctx: Context) -> int:
