@@ -181,9 +181,7 @@ class Deliverer:
         def wait(seconds: float) -> None:
             # the claim must outlast the wait, or the message could be claimed and sent by
             # another worker while this run is about to send it again
-            until = self.clock() + timedelta(seconds=seconds + self.policy.claim_seconds)
-            if not self.store.extend_claim(message.id, self.worker, until):
-                raise _ClaimLost
+            self._renew(message, seconds)
             self._sleep(seconds)
             if self.stop():
                 raise _Stopped
@@ -234,9 +232,10 @@ class Deliverer:
             "sent" if kept else "lost",
         )
 
-    def _renew(self, message: StoredMessage) -> None:
-        """Keep this worker's claim on ``message`` alive; give the message up if it is lost."""
-        until = self.clock() + timedelta(seconds=self.policy.claim_seconds)
+    def _renew(self, message: StoredMessage, wait_seconds: float = 0.0) -> None:
+        """Keep this worker's claim on ``message`` alive (past a wait of ``wait_seconds``);
+        give the message up if the claim is lost."""
+        until = self.clock() + timedelta(seconds=wait_seconds + self.policy.claim_seconds)
         if not self.store.extend_claim(message.id, self.worker, until):
             raise _ClaimLost
 
@@ -246,11 +245,9 @@ class Deliverer:
         self.sleep(seconds)
 
     def _attempt(self, message: StoredMessage, envelope: Envelope, tried: list[bool]) -> str:
+        # the claim is fresh here (just taken, or renewed past the retry wait); it is renewed
+        # again right before the send
         started = self.clock()
-        if not self.store.extend_claim(
-            message.id, self.worker, started + timedelta(seconds=self.policy.claim_seconds)
-        ):
-            raise _ClaimLost
         held = self.limiter.held_for(envelope.sender)
         if held > 0:  # a Retry-After of this mailbox is still running: nothing is sent
             raise TransientDeliveryError(

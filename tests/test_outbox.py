@@ -489,7 +489,7 @@ def test_discard_and_a_concurrent_retry_do_not_both_win(pg_schema_url: tuple[str
     retry = threading.Thread(target=lambda: requeued.append(other.requeue(NOW)))
 
     def retry_in_between(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if not retry.is_alive() and not requeued and statement.lstrip().startswith("SELECT"):
+        if not retry.is_alive() and not requeued and statement.lstrip().startswith("UPDATE"):
             retry.start()
             retry.join(1.0)  # it waits for the row discard holds
 

@@ -565,20 +565,14 @@ class StateStore:
         """Give up parked or failed messages for good, so the later messages of their meeting
         can go; returns the ids discarded (others are left as they are)."""
         m = t.messages
-        query = select(m.c.id).where(
-            m.c.id.in_(list(message_ids)), m.c.status.in_(("parked", "failed"))
-        )
-        if self.postgres:  # no other instance re-queues or claims them before the update
-            query = query.with_for_update()
-        with self._tx() as conn:
-            found = list(conn.execute(query).scalars())
-            if found:
-                conn.execute(
-                    update(m)
-                    .where(m.c.id.in_(found), m.c.status.in_(("parked", "failed")))
-                    .values(status="discarded", updated_at=now)
-                )
-        return sorted(found)
+        with self._tx() as conn:  # one statement: a concurrent retry or claim wins or loses whole
+            found = conn.execute(
+                update(m)
+                .where(m.c.id.in_(list(message_ids)), m.c.status.in_(("parked", "failed")))
+                .values(status="discarded", updated_at=now)
+                .returning(m.c.id)
+            ).scalars()
+            return sorted(found)
 
     def requeue(
         self,
